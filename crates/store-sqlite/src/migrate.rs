@@ -1,0 +1,46 @@
+//! Schema migrations, embedded in the binary and applied in order at
+//! startup, each in its own transaction, recorded in `_migrations`.
+
+use ai_review_store::StoreResult;
+use ai_review_store::rows::db_error;
+use sqlx::SqlitePool;
+
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+pub(crate) async fn run(pool: &SqlitePool) -> StoreResult<()> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS _migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+    )
+    .execute(pool)
+    .await
+    .map_err(db_error)?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _migrations")
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    for (version, name, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        let mut tx = pool.begin().await.map_err(db_error)?;
+        sqlx::raw_sql(*sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("INSERT INTO _migrations (version, name) VALUES (?1, ?2)")
+            .bind(version)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        tracing::info!(
+            migration.version = version,
+            migration.name = name,
+            "applied migration"
+        );
+    }
+    Ok(())
+}

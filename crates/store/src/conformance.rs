@@ -1,0 +1,1033 @@
+//! The conformance suite every store backend must pass.
+//!
+//! Each public `async fn` here is one test taking a fresh, empty store.
+//! A backend runs the whole suite with [`crate::conformance_suite!`]:
+//!
+//! ```ignore
+//! async fn fresh() -> ai_review_store::DynStore { /* new empty database */ }
+//! ai_review_store::conformance_suite!(fresh);
+//! ```
+
+use crate::*;
+use ai_review_domain::*;
+use std::collections::HashSet;
+
+/// Generates one `#[tokio::test]` per conformance case, each calling
+/// `$factory().await` for a fresh store.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:path) => {
+        $crate::conformance_suite!(@cases $factory;
+            users_and_api_keys,
+            runner_registration_is_an_owned_upsert,
+            concurrent_claims_never_share_a_task,
+            claims_respect_limit_order_and_tags,
+            fencing_refuses_stale_and_foreign_calls,
+            expired_leases_requeue_then_fail_after_max_attempts,
+            heartbeats_renew_leases_and_deliver_cancellations,
+            results_are_idempotent_and_retryable_failures_requeue,
+            cancellation_of_pending_and_finished_tasks,
+            unclaimed_tasks_expire,
+            logs_are_capped_per_task,
+            silent_runners_are_marked_offline,
+            reviews_list_with_filters_and_counts,
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store = $factory().await;
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+const T0: i64 = 1_800_000_000_000;
+const LEASE: i64 = 30_000;
+const EXPIRY: i64 = 3_600_000;
+
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp::from_millis(T0 + offset_ms)
+}
+
+fn sha(c: char) -> CommitSha {
+    CommitSha::parse(&c.to_string().repeat(40)).expect("sha")
+}
+
+async fn user(store: &DynStore, email: &str) -> User {
+    store
+        .create_user(NewUser {
+            id: UserId::generate(),
+            email: Email::parse(email).expect("email"),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            role: Role::User,
+            permissions: vec![Permission::ReviewCreate],
+            now: at(0),
+        })
+        .await
+        .expect("create user")
+}
+
+async fn runner(store: &DynStore, owner: &User, id: &str, tags: &str) -> Runner {
+    store
+        .register_runner(RunnerRegistration {
+            id: RunnerId::parse(id).expect("runner id"),
+            name: id.into(),
+            version: "test".into(),
+            max_concurrency: 4,
+            tags: TagSet::parse_comma_list(tags).expect("tags"),
+            owner: owner.id.clone(),
+            now: at(0),
+        })
+        .await
+        .expect("register runner")
+}
+
+async fn enqueue(store: &DynStore, owner: &User, tags: &str, now: Timestamp) -> (Review, Task) {
+    enqueue_with(store, owner, tags, now, 3).await
+}
+
+async fn enqueue_with(
+    store: &DynStore,
+    owner: &User,
+    tags: &str,
+    now: Timestamp,
+    max_attempts: u32,
+) -> (Review, Task) {
+    store
+        .enqueue_review(NewReview {
+            id: ReviewId::generate(),
+            task_id: TaskId::generate(),
+            repo_url: RepoUrl::parse("https://git.example.com/g/r.git").expect("url"),
+            base_sha: sha('a'),
+            head_sha: sha('b'),
+            branch: Some("main".into()),
+            title: Some("t".into()),
+            created_by: owner.id.clone(),
+            required_tags: TagSet::parse_comma_list(tags).expect("tags"),
+            max_attempts,
+            expires_at: now.plus_millis(EXPIRY),
+            spec: serde_json::json!({"k": "v"}),
+            now,
+        })
+        .await
+        .expect("enqueue")
+}
+
+async fn claim(store: &DynStore, r: &Runner, limit: u32, now: Timestamp) -> Vec<Task> {
+    store
+        .claim_tasks(Claim {
+            runner_id: r.id.clone(),
+            runner_tags: r.tags.clone(),
+            limit,
+            now,
+            lease_until: now.plus_millis(LEASE),
+        })
+        .await
+        .expect("claim")
+}
+
+fn tref(t: &Task, r: &Runner) -> TaskRef {
+    TaskRef {
+        task_id: t.id.clone(),
+        runner_id: r.id.clone(),
+        attempt: t.attempt,
+    }
+}
+
+fn result(
+    outcome: TaskOutcome,
+    reason: Option<&str>,
+    retryable: bool,
+    now: Timestamp,
+) -> TaskResult {
+    TaskResult {
+        outcome,
+        reason: reason.map(Into::into),
+        retryable,
+        output: Some(serde_json::json!({"files": 3})),
+        now,
+        requeue_expires_at: now.plus_millis(EXPIRY),
+    }
+}
+
+async fn task(store: &DynStore, id: &TaskId) -> Task {
+    store
+        .get_task(id)
+        .await
+        .expect("get task")
+        .expect("task exists")
+}
+
+/// Users are unique by email; keys authenticate until revoked or expired.
+pub async fn users_and_api_keys(store: DynStore) {
+    let alice = user(&store, "Alice@Example.com").await;
+    let again = store
+        .create_user(NewUser {
+            id: UserId::generate(),
+            email: Email::parse("alice@example.com").expect("email"),
+            password_hash: "x".into(),
+            role: Role::Admin,
+            permissions: vec![],
+            now: at(0),
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(store.count_admins().await.expect("count"), 0);
+    let found = store.user_by_email(&alice.email).await.expect("by email");
+    assert_eq!(found.as_ref(), Some(&alice));
+    assert_eq!(
+        found.map(|u| u.permissions),
+        Some(vec![Permission::ReviewCreate])
+    );
+
+    let secret = ApiKeySecret::generate();
+    let key = store
+        .create_api_key(NewApiKey {
+            id: ApiKeyId::generate(),
+            user_id: alice.id.clone(),
+            name: "ci".into(),
+            prefix: secret.display_prefix(),
+            digest: secret.digest(),
+            now: at(0),
+            expires_at: None,
+        })
+        .await
+        .expect("create key");
+    let (k, u) = store
+        .authenticate_api_key(&secret.digest(), at(1))
+        .await
+        .expect("auth")
+        .expect("key found");
+    assert_eq!(
+        (k.id.clone(), u.id.clone()),
+        (key.id.clone(), alice.id.clone())
+    );
+    assert!(
+        store
+            .authenticate_api_key(&ApiKeySecret::generate().digest(), at(1))
+            .await
+            .expect("auth")
+            .is_none()
+    );
+
+    store.touch_api_key(&key.id, at(5)).await.expect("touch");
+    let listed = store.list_api_keys(&alice.id).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_used_at, Some(at(5)));
+
+    let revoked = store.revoke_api_key(&key.id, at(10)).await.expect("revoke");
+    assert_eq!(revoked.revoked_at, Some(at(10)));
+    let again = store
+        .revoke_api_key(&key.id, at(20))
+        .await
+        .expect("revoke twice");
+    assert_eq!(
+        again.revoked_at,
+        Some(at(10)),
+        "first revocation time is kept"
+    );
+    assert!(
+        store
+            .authenticate_api_key(&secret.digest(), at(11))
+            .await
+            .expect("auth")
+            .is_none()
+    );
+    assert!(matches!(
+        store.revoke_api_key(&ApiKeyId::generate(), at(0)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let expiring = ApiKeySecret::generate();
+    store
+        .create_api_key(NewApiKey {
+            id: ApiKeyId::generate(),
+            user_id: alice.id.clone(),
+            name: "short".into(),
+            prefix: expiring.display_prefix(),
+            digest: expiring.digest(),
+            now: at(0),
+            expires_at: Some(at(100)),
+        })
+        .await
+        .expect("create key");
+    assert!(
+        store
+            .authenticate_api_key(&expiring.digest(), at(99))
+            .await
+            .expect("auth")
+            .is_some()
+    );
+    assert!(
+        store
+            .authenticate_api_key(&expiring.digest(), at(100))
+            .await
+            .expect("auth")
+            .is_none()
+    );
+}
+
+/// Registration upserts by id, but only for the owner of the id.
+pub async fn runner_registration_is_an_owned_upsert(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let r1 = runner(&store, &alice, "r1", "linux").await;
+    assert_eq!(r1.status, RunnerStatus::Online);
+    assert_eq!(r1.max_concurrency, 4);
+    let r1b = store
+        .register_runner(RunnerRegistration {
+            id: r1.id.clone(),
+            name: "renamed".into(),
+            version: "2".into(),
+            max_concurrency: 8,
+            tags: TagSet::parse_comma_list("gpu").expect("tags"),
+            owner: alice.id.clone(),
+            now: at(50),
+        })
+        .await
+        .expect("re-register");
+    assert_eq!((r1b.name.as_str(), r1b.max_concurrency), ("renamed", 8));
+    assert_eq!(r1b.tags.to_vec(), vec!["gpu"]);
+    assert_eq!(r1b.registered_at, at(0), "first registration time is kept");
+    let stolen = store
+        .register_runner(RunnerRegistration {
+            id: r1.id.clone(),
+            name: "mine".into(),
+            version: "1".into(),
+            max_concurrency: 1,
+            tags: TagSet::default(),
+            owner: bob.id.clone(),
+            now: at(60),
+        })
+        .await;
+    assert!(matches!(stolen, Err(StoreError::Conflict(_))), "{stolen:?}");
+
+    let r2 = runner(&store, &bob, "r2", "").await;
+    store
+        .heartbeat(Heartbeat {
+            runner_id: r2.id.clone(),
+            status: RunnerStatus::Busy,
+            active_jobs: 2,
+            now: at(100),
+            lease_until: at(100 + LEASE),
+        })
+        .await
+        .expect("heartbeat");
+    let list = store.list_runners().await.expect("list");
+    let ids: Vec<_> = list.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["r2", "r1"], "newest heartbeat first");
+    assert_eq!(list[0].status, RunnerStatus::Busy);
+    assert_eq!(list[0].active_jobs, 2);
+    assert!(
+        store
+            .get_runner(&RunnerId::parse("nope").expect("id"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let missing = store
+        .heartbeat(Heartbeat {
+            runner_id: RunnerId::parse("ghost").expect("id"),
+            status: RunnerStatus::Online,
+            active_jobs: 0,
+            now: at(1),
+            lease_until: at(2),
+        })
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+}
+
+/// Many runners claiming at once never receive the same task twice, and
+/// one task raced by two runners goes to exactly one.
+pub async fn concurrent_claims_never_share_a_task(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let r1 = runner(&store, &alice, "r1", "").await;
+    let r2 = runner(&store, &alice, "r2", "").await;
+    let (_, only) = enqueue(&store, &alice, "", at(0)).await;
+    let (a, b) = tokio::join!(claim(&store, &r1, 1, at(1)), claim(&store, &r2, 1, at(1)));
+    assert_eq!(
+        a.len() + b.len(),
+        1,
+        "exactly one runner wins the single task"
+    );
+    let winner = a.iter().chain(b.iter()).next().expect("one claim");
+    assert_eq!(winner.id, only.id);
+    assert_eq!(winner.attempt, Attempt(1));
+    assert_eq!(winner.state, TaskState::PickedUp);
+
+    for i in 0..40 {
+        enqueue(&store, &alice, "", at(10 + i)).await;
+    }
+    let mut handles = Vec::new();
+    for n in 0..8 {
+        let store = store.clone();
+        let r = runner(&store, &alice, &format!("racer{n}"), "").await;
+        handles.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = claim(&store, &r, 3, at(100)).await;
+                if batch.is_empty() {
+                    break got;
+                }
+                got.extend(batch.into_iter().map(|t| t.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for h in handles {
+        for id in h.await.expect("join") {
+            assert!(seen.insert(id.clone()), "task {id} claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 40);
+}
+
+/// Claims return oldest first, never more than asked, and only tasks whose
+/// required tags the runner offers.
+pub async fn claims_respect_limit_order_and_tags(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let plain = runner(&store, &alice, "plain", "").await;
+    let gpu = runner(&store, &alice, "gpu", "gpu,linux").await;
+    let (_, t_gpu) = enqueue(&store, &alice, "gpu", at(0)).await;
+    let (_, t1) = enqueue(&store, &alice, "", at(1)).await;
+    let (_, t2) = enqueue(&store, &alice, "", at(2)).await;
+    let (_, t3) = enqueue(&store, &alice, "", at(3)).await;
+    let (_, t_arm) = enqueue(&store, &alice, "arm", at(4)).await;
+    assert!(claim(&store, &plain, 0, at(5)).await.is_empty());
+    let got = claim(&store, &plain, 2, at(5)).await;
+    let ids: Vec<_> = got.iter().map(|t| t.id.clone()).collect();
+    assert_eq!(
+        ids,
+        vec![t1.id.clone(), t2.id.clone()],
+        "oldest untagged first, limit 2"
+    );
+    let got = claim(&store, &plain, 10, at(6)).await;
+    assert_eq!(
+        got.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+        vec![t3.id]
+    );
+    let got = claim(&store, &gpu, 10, at(7)).await;
+    assert_eq!(
+        got.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+        vec![t_gpu.id]
+    );
+    assert!(
+        claim(&store, &gpu, 10, at(8)).await.is_empty(),
+        "arm task needs a runner tagged arm"
+    );
+    assert_eq!(task(&store, &t_arm.id).await.state, TaskState::Pending);
+}
+
+/// Phase, log and result calls with an old attempt get `StaleAttempt`; a
+/// runner that never held the task gets `NotHolder`; after a re-queue the
+/// old holder gets `NotActive`.
+pub async fn fencing_refuses_stale_and_foreign_calls(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let r1 = runner(&store, &alice, "r1", "").await;
+    let r2 = runner(&store, &alice, "r2", "").await;
+    let (_, t) = enqueue(&store, &alice, "", at(0)).await;
+    let first = claim(&store, &r1, 1, at(1)).await.remove(0);
+    let phase = |now: Timestamp| PhaseReport {
+        phase: Phase::Cloning,
+        now,
+        lease_until: now.plus_millis(LEASE),
+    };
+    let ok = store
+        .report_phase(&tref(&first, &r1), phase(at(2)))
+        .await
+        .expect("phase");
+    assert_eq!(
+        (ok.state, ok.phase),
+        (TaskState::Executing, Some(Phase::Cloning))
+    );
+    assert_eq!(
+        ok.lease_expires_at,
+        Some(at(2 + LEASE)),
+        "phase reports renew the lease"
+    );
+
+    let foreign = store.report_phase(&tref(&first, &r2), phase(at(3))).await;
+    assert!(matches!(foreign, Err(StoreError::NotHolder)), "{foreign:?}");
+
+    let report = store
+        .reap_expired_leases(at(3 + LEASE), at(3 + LEASE + EXPIRY))
+        .await
+        .expect("reap");
+    assert_eq!(report.requeued, vec![t.id.clone()]);
+    let after_requeue = store
+        .report_phase(&tref(&first, &r1), phase(at(4 + LEASE)))
+        .await;
+    assert!(
+        matches!(
+            after_requeue,
+            Err(StoreError::NotActive {
+                state: TaskState::Pending
+            })
+        ),
+        "{after_requeue:?}"
+    );
+
+    let second = claim(&store, &r2, 1, at(5 + LEASE)).await.remove(0);
+    assert_eq!(second.attempt, Attempt(2));
+    let stale = store
+        .report_phase(&tref(&first, &r1), phase(at(6 + LEASE)))
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(StoreError::StaleAttempt {
+                current: Attempt(2),
+                presented: Attempt(1)
+            })
+        ),
+        "{stale:?}"
+    );
+    let stale_logs = store
+        .append_logs(
+            &tref(&first, &r1),
+            LogAppend {
+                lines: vec![line("late")],
+                max_bytes: 1000,
+                now: at(7 + LEASE),
+            },
+        )
+        .await;
+    assert!(matches!(stale_logs, Err(StoreError::StaleAttempt { .. })));
+    let stale_result = store
+        .submit_result(
+            &tref(&first, &r1),
+            result(TaskOutcome::Succeeded, None, false, at(8 + LEASE)),
+        )
+        .await;
+    assert!(matches!(stale_result, Err(StoreError::StaleAttempt { .. })));
+    let current = task(&store, &t.id).await;
+    assert_eq!(
+        (current.state, current.runner_id),
+        (TaskState::PickedUp, Some(r2.id.clone()))
+    );
+    assert!(current.result.is_none(), "stale calls changed nothing");
+    let missing = store
+        .report_phase(
+            &TaskRef {
+                task_id: TaskId::generate(),
+                runner_id: r1.id.clone(),
+                attempt: Attempt(1),
+            },
+            phase(at(9)),
+        )
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+}
+
+fn line(text: &str) -> LogLine {
+    LogLine {
+        seq: 0,
+        attempt: Attempt(0),
+        stream: "stdout".into(),
+        text: text.into(),
+        at: at(0),
+    }
+}
+
+/// An expired lease sends the task back to pending with the next claim
+/// getting attempt + 1; after `max_attempts` claims it fails with a reason.
+pub async fn expired_leases_requeue_then_fail_after_max_attempts(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let r = runner(&store, &alice, "r1", "").await;
+    let (review, t) = enqueue_with(&store, &alice, "", at(0), 2).await;
+    let c1 = claim(&store, &r, 1, at(1)).await.remove(0);
+    assert_eq!(c1.lease_expires_at, Some(at(1 + LEASE)));
+    let early = store
+        .reap_expired_leases(at(1 + LEASE), at(EXPIRY))
+        .await
+        .expect("reap");
+    assert_eq!(
+        early,
+        ReapReport::default(),
+        "a lease is valid until its deadline"
+    );
+    let rep = store
+        .reap_expired_leases(at(2 + LEASE), at(2 + LEASE + EXPIRY))
+        .await
+        .expect("reap");
+    assert_eq!(rep.requeued, vec![t.id.clone()]);
+    let pending = task(&store, &t.id).await;
+    assert_eq!(
+        (pending.state, pending.attempt, pending.runner_id.clone()),
+        (TaskState::Pending, Attempt(1), None)
+    );
+    assert_eq!(
+        pending.expires_at,
+        at(2 + LEASE + EXPIRY),
+        "re-queued tasks get a fresh expiry"
+    );
+
+    let c2 = claim(&store, &r, 1, at(3 + LEASE)).await.remove(0);
+    assert_eq!(c2.attempt, Attempt(2));
+    let rep = store
+        .reap_expired_leases(at(4 + 2 * LEASE), at(EXPIRY * 2))
+        .await
+        .expect("reap");
+    assert_eq!(rep.failed, vec![t.id.clone()]);
+    let failed = task(&store, &t.id).await;
+    assert_eq!(failed.state, TaskState::Failed);
+    let reason = failed.failure_reason.clone().unwrap_or_default();
+    assert!(reason.starts_with("max_attempts_exceeded"), "{reason}");
+    assert!(failed.finished_at.is_some());
+    let review = store
+        .get_review(&review.id)
+        .await
+        .expect("get")
+        .expect("review");
+    assert_eq!(review.status, ReviewStatus::Failed);
+
+    let attempts = store.task_attempts(&t.id).await.expect("attempts");
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.outcome.as_deref() == Some("lease_expired"))
+    );
+    let kinds: Vec<_> = store
+        .task_events(&t.id)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "enqueued",
+            "claimed",
+            "lease_expired",
+            "requeued",
+            "claimed",
+            "lease_expired",
+            "failed"
+        ]
+    );
+}
+
+/// Heartbeats renew the leases of the runner's active tasks and return the
+/// tasks a user asked to cancel.
+pub async fn heartbeats_renew_leases_and_deliver_cancellations(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let r1 = runner(&store, &alice, "r1", "").await;
+    let r2 = runner(&store, &alice, "r2", "").await;
+    let (_, a) = enqueue(&store, &alice, "", at(0)).await;
+    let (_, b) = enqueue(&store, &alice, "", at(1)).await;
+    claim(&store, &r1, 2, at(2)).await;
+    let hb = |r: &Runner, now: Timestamp| Heartbeat {
+        runner_id: r.id.clone(),
+        status: RunnerStatus::Busy,
+        active_jobs: 2,
+        now,
+        lease_until: now.plus_millis(LEASE),
+    };
+    let out = store
+        .heartbeat(hb(&r1, at(20_000)))
+        .await
+        .expect("heartbeat");
+    let renewed: HashSet<_> = out.renewed.into_iter().collect();
+    assert_eq!(renewed, HashSet::from([a.id.clone(), b.id.clone()]));
+    assert!(out.cancel.is_empty());
+    assert_eq!(out.runner.last_heartbeat_at, at(20_000));
+    let rep = store
+        .reap_expired_leases(at(2 + LEASE + 1), at(EXPIRY))
+        .await
+        .expect("reap");
+    assert!(
+        rep.requeued.is_empty(),
+        "renewed leases did not expire: {rep:?}"
+    );
+    assert_eq!(
+        task(&store, &a.id).await.lease_expires_at,
+        Some(at(20_000 + LEASE))
+    );
+
+    let cancelled = store.cancel_task(&a.id, at(21_000)).await.expect("cancel");
+    assert!(cancelled.cancel_requested);
+    assert_eq!(
+        cancelled.state,
+        TaskState::PickedUp,
+        "an active task runs until its runner stops it"
+    );
+    let out = store
+        .heartbeat(hb(&r1, at(22_000)))
+        .await
+        .expect("heartbeat");
+    assert_eq!(out.cancel, vec![a.id.clone()]);
+    let other = store
+        .heartbeat(hb(&r2, at(22_000)))
+        .await
+        .expect("heartbeat");
+    assert!(other.cancel.is_empty() && other.renewed.is_empty());
+
+    let done = store
+        .submit_result(
+            &tref(&cancelled, &r1),
+            result(
+                TaskOutcome::Cancelled,
+                Some("cancelled by user"),
+                false,
+                at(23_000),
+            ),
+        )
+        .await
+        .expect("report cancelled");
+    assert_eq!(done.task.state, TaskState::Cancelled);
+
+    // A runner that goes silent after a cancellation request: the reaper
+    // ends the task cancelled, not re-queued.
+    store.cancel_task(&b.id, at(24_000)).await.expect("cancel");
+    let rep = store
+        .reap_expired_leases(at(23_000 + LEASE), at(EXPIRY))
+        .await
+        .expect("reap");
+    assert_eq!(rep.cancelled, vec![b.id.clone()]);
+    assert_eq!(task(&store, &b.id).await.state, TaskState::Cancelled);
+}
+
+/// The same result twice is recorded once; a different one for the same
+/// attempt is a conflict; a retryable failure re-queues while attempts
+/// remain.
+pub async fn results_are_idempotent_and_retryable_failures_requeue(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let r = runner(&store, &alice, "r1", "").await;
+    let (review, t) = enqueue(&store, &alice, "", at(0)).await;
+    let c = claim(&store, &r, 1, at(1)).await.remove(0);
+    let ok = result(TaskOutcome::Succeeded, None, false, at(2));
+    let first = store
+        .submit_result(&tref(&c, &r), ok.clone())
+        .await
+        .expect("submit");
+    assert!(!first.duplicate);
+    assert_eq!(first.task.state, TaskState::Completed);
+    assert_eq!(first.task.result, Some(serde_json::json!({"files": 3})));
+    let again = store
+        .submit_result(
+            &tref(&c, &r),
+            TaskResult {
+                now: at(3),
+                ..ok.clone()
+            },
+        )
+        .await
+        .expect("resubmit");
+    assert!(again.duplicate);
+    assert_eq!(again.task, first.task, "nothing changed");
+    let different = store
+        .submit_result(
+            &tref(&c, &r),
+            result(TaskOutcome::Failed, Some("boom"), false, at(4)),
+        )
+        .await;
+    assert!(
+        matches!(different, Err(StoreError::Conflict(_))),
+        "{different:?}"
+    );
+    let review = store
+        .get_review(&review.id)
+        .await
+        .expect("get")
+        .expect("review");
+    assert_eq!(review.status, ReviewStatus::Completed);
+    let completed_events = store
+        .task_events(&t.id)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.kind == "completed")
+        .count();
+    assert_eq!(completed_events, 1);
+
+    let (_, t2) = enqueue_with(&store, &alice, "", at(10), 2).await;
+    let c1 = claim(&store, &r, 1, at(11)).await.remove(0);
+    let retry = store
+        .submit_result(
+            &tref(&c1, &r),
+            result(TaskOutcome::Failed, Some("runner_restarted"), true, at(12)),
+        )
+        .await
+        .expect("retryable failure");
+    assert_eq!(retry.task.state, TaskState::Pending);
+    assert_eq!(retry.task.id, t2.id);
+    let c2 = claim(&store, &r, 1, at(13)).await.remove(0);
+    assert_eq!(c2.attempt, Attempt(2));
+    let last = store
+        .submit_result(
+            &tref(&c2, &r),
+            result(TaskOutcome::Failed, Some("interrupted"), true, at(14)),
+        )
+        .await
+        .expect("last attempt");
+    assert_eq!(last.task.state, TaskState::Failed);
+    assert!(
+        last.task
+            .failure_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("interrupted")
+    );
+    let fatal_review = enqueue(&store, &alice, "", at(20)).await.1;
+    let c = claim(&store, &r, 1, at(21)).await.remove(0);
+    assert_eq!(c.id, fatal_review.id);
+    let fatal = store
+        .submit_result(
+            &tref(&c, &r),
+            result(TaskOutcome::Failed, Some("timeout"), false, at(22)),
+        )
+        .await
+        .expect("fatal failure");
+    assert_eq!(
+        (fatal.task.state, fatal.task.failure_reason.as_deref()),
+        (TaskState::Failed, Some("timeout"))
+    );
+}
+
+/// Pending tasks cancel at once; finished ones cannot be cancelled.
+pub async fn cancellation_of_pending_and_finished_tasks(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let r = runner(&store, &alice, "r1", "").await;
+    let (review, t) = enqueue(&store, &alice, "", at(0)).await;
+    let c = store.cancel_task(&t.id, at(1)).await.expect("cancel");
+    assert_eq!(c.state, TaskState::Cancelled);
+    assert!(
+        claim(&store, &r, 1, at(2)).await.is_empty(),
+        "cancelled tasks are never claimed"
+    );
+    let review = store
+        .get_review(&review.id)
+        .await
+        .expect("get")
+        .expect("review");
+    assert_eq!(review.status, ReviewStatus::Cancelled);
+    let twice = store.cancel_task(&t.id, at(3)).await;
+    assert!(matches!(twice, Err(StoreError::Conflict(_))), "{twice:?}");
+    let missing = store.cancel_task(&TaskId::generate(), at(3)).await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+}
+
+/// Pending tasks past their expiry end `expired` with a reason and are
+/// never claimed.
+pub async fn unclaimed_tasks_expire(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let r = runner(&store, &alice, "r1", "gpu").await;
+    let (review, t) = enqueue(&store, &alice, "arm", at(0)).await;
+    assert!(
+        store
+            .expire_unclaimed(at(EXPIRY - 1))
+            .await
+            .expect("expire")
+            .is_empty()
+    );
+    assert_eq!(
+        store.expire_unclaimed(at(EXPIRY)).await.expect("expire"),
+        vec![t.id.clone()]
+    );
+    let expired = task(&store, &t.id).await;
+    assert_eq!(expired.state, TaskState::Expired);
+    assert!(
+        expired
+            .failure_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("arm")
+    );
+    assert_eq!(
+        store
+            .get_review(&review.id)
+            .await
+            .expect("get")
+            .map(|r| r.status),
+        Some(ReviewStatus::Failed)
+    );
+    let (_, late) = enqueue(&store, &alice, "gpu", at(0)).await;
+    assert!(
+        claim(&store, &r, 1, at(EXPIRY + 1)).await.is_empty(),
+        "an expired task is not claimable even before the sweep"
+    );
+    assert_eq!(task(&store, &late.id).await.state, TaskState::Pending);
+}
+
+/// Log lines are stored in order up to the per-task cap, then dropped with
+/// one marker line.
+pub async fn logs_are_capped_per_task(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let r = runner(&store, &alice, "r1", "").await;
+    let (_, t) = enqueue(&store, &alice, "", at(0)).await;
+    let c = claim(&store, &r, 1, at(1)).await.remove(0);
+    let append = |lines: Vec<LogLine>| LogAppend {
+        lines,
+        max_bytes: 20,
+        now: at(2),
+    };
+    let out = store
+        .append_logs(&tref(&c, &r), append(vec![line("hello"), line("world")]))
+        .await
+        .expect("append");
+    assert_eq!(
+        out,
+        LogAppendOutcome {
+            accepted: 2,
+            dropped: 0,
+            truncated: false
+        }
+    );
+    let out = store
+        .append_logs(&tref(&c, &r), append(vec![line("abc"), line("0123456789")]))
+        .await
+        .expect("append");
+    assert_eq!(
+        out,
+        LogAppendOutcome {
+            accepted: 1,
+            dropped: 1,
+            truncated: true
+        }
+    );
+    let out = store
+        .append_logs(&tref(&c, &r), append(vec![line("x")]))
+        .await
+        .expect("append");
+    assert_eq!(
+        out,
+        LogAppendOutcome {
+            accepted: 0,
+            dropped: 1,
+            truncated: true
+        }
+    );
+    let logs = store.task_logs(&t.id, 0, 100).await.expect("logs");
+    let texts: Vec<_> = logs.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts.len(), 4, "{texts:?}");
+    assert_eq!(&texts[..3], ["hello", "world", "abc"]);
+    assert!(texts[3].contains("log truncated"), "{texts:?}");
+    assert!(logs.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(logs.iter().all(|l| l.attempt == Attempt(1)));
+    let tail = store.task_logs(&t.id, logs[1].seq, 1).await.expect("logs");
+    assert_eq!(
+        tail.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+        ["abc"]
+    );
+}
+
+/// Runners silent since before the cutoff become offline, once.
+pub async fn silent_runners_are_marked_offline(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let quiet = runner(&store, &alice, "quiet", "").await;
+    let chatty = runner(&store, &alice, "chatty", "").await;
+    store
+        .heartbeat(Heartbeat {
+            runner_id: chatty.id.clone(),
+            status: RunnerStatus::Online,
+            active_jobs: 0,
+            now: at(50_000),
+            lease_until: at(50_000 + LEASE),
+        })
+        .await
+        .expect("heartbeat");
+    let off = store
+        .mark_silent_runners_offline(at(40_000), at(60_000))
+        .await
+        .expect("offline");
+    assert_eq!(off, vec![quiet.id.clone()]);
+    let again = store
+        .mark_silent_runners_offline(at(40_000), at(61_000))
+        .await
+        .expect("offline");
+    assert!(again.is_empty(), "already offline");
+    let q = store
+        .get_runner(&quiet.id)
+        .await
+        .expect("get")
+        .expect("runner");
+    assert_eq!(q.status, RunnerStatus::Offline);
+    let c = store
+        .get_runner(&chatty.id)
+        .await
+        .expect("get")
+        .expect("runner");
+    assert_eq!(c.status, RunnerStatus::Online);
+}
+
+/// Reviews list newest first with status and date filters, paginated, and
+/// queue counts follow task states.
+pub async fn reviews_list_with_filters_and_counts(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let r = runner(&store, &alice, "r1", "").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(enqueue(&store, &alice, "", at(i * 1000)).await.0.id);
+    }
+    let c = claim(&store, &r, 1, at(6000)).await.remove(0);
+    store
+        .submit_result(
+            &tref(&c, &r),
+            result(TaskOutcome::Succeeded, None, false, at(7000)),
+        )
+        .await
+        .expect("submit");
+    let (page, total) = store
+        .list_reviews(&ReviewFilter {
+            limit: 2,
+            offset: 0,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(total, 5);
+    assert_eq!(
+        page.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![ids[4].clone(), ids[3].clone()]
+    );
+    let (page, _) = store
+        .list_reviews(&ReviewFilter {
+            limit: 2,
+            offset: 4,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        page.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![ids[0].clone()]
+    );
+    let (done, total) = store
+        .list_reviews(&ReviewFilter {
+            status: Some(ReviewStatus::Completed),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!((done.len(), total), (1, 1));
+    assert_eq!(done[0].id, ids[0]);
+    let (window, total) = store
+        .list_reviews(&ReviewFilter {
+            start: Some(at(1000)),
+            end: Some(at(3000)),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(total, 2);
+    assert_eq!(
+        window.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![ids[2].clone(), ids[1].clone()]
+    );
+    let counts: std::collections::HashMap<_, _> = store
+        .queue_counts()
+        .await
+        .expect("counts")
+        .into_iter()
+        .collect();
+    assert_eq!(counts.get(&TaskState::Pending), Some(&4));
+    assert_eq!(counts.get(&TaskState::Completed), Some(&1));
+    store.ping().await.expect("ping");
+}

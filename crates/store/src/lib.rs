@@ -1,0 +1,197 @@
+//! The storage interface of ai-review.
+//!
+//! The server talks to its database only through [`Store`]. Two backends
+//! implement it: `ai-review-store-sqlite` (the embedded default) and
+//! `ai-review-store-postgres` (the scale-out store shared by several server
+//! replicas). Both must pass the same [`conformance`] suite; a behaviour
+//! that is not in the suite is not part of the contract.
+//!
+//! # Time
+//!
+//! No method reads the clock. Every method that needs "now" takes it as a
+//! [`Timestamp`] argument, so the server can run on a manual clock in tests
+//! and the conformance suite can move time forward without sleeping.
+//!
+//! # The task queue
+//!
+//! Tasks move `pending → picked_up → executing → completed | failed`, and may
+//! end `cancelled` or `expired`. A claim ([`Store::claim_tasks`]) gives a
+//! runner a lease until a deadline and increments the task's attempt number,
+//! which is the fencing value: every later call for that task
+//! ([`Store::report_phase`], [`Store::append_logs`], [`Store::submit_result`])
+//! presents a [`TaskRef`] with the runner id and attempt, and is refused with
+//! [`StoreError::StaleAttempt`] when a newer claim exists, so a runner that
+//! lost its lease can never overwrite a newer attempt.
+//!
+//! Leases are renewed by heartbeats ([`Store::heartbeat`]) and by phase
+//! reports. [`Store::reap_expired_leases`] returns tasks whose lease ran out
+//! to `pending` (or fails them once `max_attempts` claims have been used),
+//! [`Store::expire_unclaimed`] ends pending tasks nobody claimed in time.
+//!
+//! Backends guarantee that two concurrent claims never return the same task
+//! (SQLite: one writer connection and a single `UPDATE … RETURNING`;
+//! PostgreSQL: `FOR UPDATE SKIP LOCKED`).
+
+mod error;
+mod model;
+pub mod policy;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "sql")]
+pub mod rows;
+
+pub use error::StoreError;
+pub use model::*;
+
+use ai_review_domain::{
+    ApiKeyDigest, ApiKeyId, Email, ReviewId, RunnerId, TaskId, TaskState, Timestamp, UserId,
+};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A shared handle to a store backend.
+pub type DynStore = Arc<dyn Store>;
+
+/// Everything the server persists. See the crate docs for the queue model.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is (`sqlite` or `postgres`), for logs and health.
+    fn backend_name(&self) -> &'static str;
+
+    /// Cheap round trip to the database, for `GET /api/health`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ----- users and API keys -------------------------------------------
+
+    /// Creates a user. [`StoreError::Conflict`] if the email is taken.
+    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
+
+    /// Looks a user up by (normalised) email.
+    async fn user_by_email(&self, email: &Email) -> StoreResult<Option<User>>;
+
+    /// Looks a user up by id.
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>>;
+
+    /// Number of users with the `admin` role.
+    async fn count_admins(&self) -> StoreResult<u64>;
+
+    /// Stores a new API key (its digest only).
+    async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKey>;
+
+    /// Finds the live key with this digest and its owner. Revoked keys,
+    /// expired keys and keys of disabled users are not found.
+    async fn authenticate_api_key(
+        &self,
+        digest: &ApiKeyDigest,
+        now: Timestamp,
+    ) -> StoreResult<Option<(ApiKey, User)>>;
+
+    /// Records that a key was used (callers throttle this).
+    async fn touch_api_key(&self, id: &ApiKeyId, now: Timestamp) -> StoreResult<()>;
+
+    /// A user's keys, newest first, revoked ones included.
+    async fn list_api_keys(&self, owner: &UserId) -> StoreResult<Vec<ApiKey>>;
+
+    /// Looks a key up by id.
+    async fn api_key_by_id(&self, id: &ApiKeyId) -> StoreResult<Option<ApiKey>>;
+
+    /// Revokes a key (idempotent: revoking a revoked key keeps the first
+    /// revocation time). [`StoreError::NotFound`] if no such key.
+    async fn revoke_api_key(&self, id: &ApiKeyId, now: Timestamp) -> StoreResult<ApiKey>;
+
+    // ----- runners --------------------------------------------------------
+
+    /// Registers a runner or updates its metadata (upsert by id), marking it
+    /// online. [`StoreError::Conflict`] if the id belongs to another user's
+    /// runner.
+    async fn register_runner(&self, reg: RunnerRegistration) -> StoreResult<Runner>;
+
+    /// One runner.
+    async fn get_runner(&self, id: &RunnerId) -> StoreResult<Option<Runner>>;
+
+    /// All runners, most recent heartbeat first.
+    async fn list_runners(&self) -> StoreResult<Vec<Runner>>;
+
+    /// Records a heartbeat, renews the leases of every active task the
+    /// runner holds until `lease_until`, and returns the ids of its tasks
+    /// that a user asked to cancel.
+    async fn heartbeat(&self, hb: Heartbeat) -> StoreResult<HeartbeatOutcome>;
+
+    /// Marks runners whose last heartbeat is older than `silent_since` as
+    /// offline; returns their ids.
+    async fn mark_silent_runners_offline(
+        &self,
+        silent_since: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<RunnerId>>;
+
+    // ----- reviews and the task queue ---------------------------------------
+
+    /// Creates a review and its pending task atomically.
+    async fn enqueue_review(&self, review: NewReview) -> StoreResult<(Review, Task)>;
+
+    /// One review.
+    async fn get_review(&self, id: &ReviewId) -> StoreResult<Option<Review>>;
+
+    /// Reviews matching a filter, newest first, with the total count.
+    async fn list_reviews(&self, filter: &ReviewFilter) -> StoreResult<(Vec<Review>, u64)>;
+
+    /// One task.
+    async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>>;
+
+    /// Claims up to `limit` pending, unexpired tasks whose required tags the
+    /// runner has, oldest first, for `runner_id` with a lease until
+    /// `lease_until`. Each claimed task's attempt is incremented.
+    async fn claim_tasks(&self, claim: Claim) -> StoreResult<Vec<Task>>;
+
+    /// Records an execution phase (moving `picked_up` to `executing`) and
+    /// renews the lease.
+    async fn report_phase(&self, task: &TaskRef, report: PhaseReport) -> StoreResult<Task>;
+
+    /// Appends log lines, keeping at most `max_bytes` of log per task; the
+    /// rest is dropped and reported as truncated.
+    async fn append_logs(&self, task: &TaskRef, logs: LogAppend) -> StoreResult<LogAppendOutcome>;
+
+    /// Log lines of a task with a sequence number above `after_seq`.
+    async fn task_logs(&self, id: &TaskId, after_seq: i64, limit: u32)
+    -> StoreResult<Vec<LogLine>>;
+
+    /// Ends the runner's attempt with a result. Submitting the same result
+    /// for the same attempt again is a no-op reported as a duplicate; a
+    /// different result for an attempt that already reported is a
+    /// [`StoreError::Conflict`]. A retryable failure with attempts left puts
+    /// the task back to `pending`.
+    async fn submit_result(&self, task: &TaskRef, result: TaskResult)
+    -> StoreResult<SubmitOutcome>;
+
+    /// Cancels a task: a pending task ends `cancelled` at once; an active one
+    /// is flagged so its runner learns it from the next heartbeat answer.
+    /// [`StoreError::Conflict`] if the task already ended.
+    async fn cancel_task(&self, id: &TaskId, now: Timestamp) -> StoreResult<Task>;
+
+    /// Handles every active task whose lease ended before `now`: back to
+    /// `pending` (expiring at `requeue_expires_at`) while attempts remain,
+    /// otherwise `failed` with a reason; `cancelled` if cancellation had been
+    /// asked for.
+    async fn reap_expired_leases(
+        &self,
+        now: Timestamp,
+        requeue_expires_at: Timestamp,
+    ) -> StoreResult<ReapReport>;
+
+    /// Ends pending tasks whose expiry passed as `expired`.
+    async fn expire_unclaimed(&self, now: Timestamp) -> StoreResult<Vec<TaskId>>;
+
+    /// The history of a task (enqueue, claims, phases, lease expiries, result).
+    async fn task_events(&self, id: &TaskId) -> StoreResult<Vec<TaskEvent>>;
+
+    /// Every attempt of a task with how it ended.
+    async fn task_attempts(&self, id: &TaskId) -> StoreResult<Vec<TaskAttempt>>;
+
+    /// Number of tasks in each state (states with none are omitted).
+    async fn queue_counts(&self) -> StoreResult<Vec<(TaskState, u64)>>;
+}

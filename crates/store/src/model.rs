@@ -1,0 +1,446 @@
+//! Records the store reads and writes. These are storage shapes, not wire
+//! shapes: the server maps them to `ai-review-protocol` types.
+
+use ai_review_domain::{
+    ApiKeyDigest, ApiKeyId, Attempt, CommitSha, Email, Permission, Phase, RepoUrl, ReviewId,
+    ReviewStatus, Role, RunnerId, RunnerStatus, TagSet, TaskId, TaskOutcome, TaskState, Timestamp,
+    UserId,
+};
+use sha2::{Digest, Sha256};
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// New id.
+    pub id: UserId,
+    /// Login name.
+    pub email: Email,
+    /// Argon2id PHC string (never the password).
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+    /// Permissions granted (admins implicitly hold all).
+    pub permissions: Vec<Permission>,
+    /// Creation time.
+    pub now: Timestamp,
+}
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Id.
+    pub id: UserId,
+    /// Login name.
+    pub email: Email,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+    /// Permissions granted.
+    pub permissions: Vec<Permission>,
+    /// Disabled users cannot authenticate.
+    pub disabled: bool,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+impl User {
+    /// Whether the user holds a permission (admins hold all).
+    pub fn has(&self, p: Permission) -> bool {
+        self.role == Role::Admin || self.permissions.contains(&p)
+    }
+
+    /// The permissions in effect (all of them for admins).
+    pub fn effective_permissions(&self) -> Vec<Permission> {
+        if self.role == Role::Admin {
+            Permission::ALL.to_vec()
+        } else {
+            self.permissions.clone()
+        }
+    }
+}
+
+/// An API key to store.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// New id.
+    pub id: ApiKeyId,
+    /// Owner.
+    pub user_id: UserId,
+    /// Human label.
+    pub name: String,
+    /// Displayable start of the key (`air_AbC123`).
+    pub prefix: String,
+    /// SHA-256 of the whole key.
+    pub digest: ApiKeyDigest,
+    /// Creation time.
+    pub now: Timestamp,
+    /// Optional expiry.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A stored API key (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Id.
+    pub id: ApiKeyId,
+    /// Owner.
+    pub user_id: UserId,
+    /// Human label.
+    pub name: String,
+    /// Displayable start of the key.
+    pub prefix: String,
+    /// Stored digest.
+    pub digest: ApiKeyDigest,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last authenticated use (updated at most about once a minute).
+    pub last_used_at: Option<Timestamp>,
+    /// Expiry, if any.
+    pub expires_at: Option<Timestamp>,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Registration (or re-registration) of a runner.
+#[derive(Debug, Clone)]
+pub struct RunnerRegistration {
+    /// Runner-chosen id.
+    pub id: RunnerId,
+    /// Display name.
+    pub name: String,
+    /// Runner software version.
+    pub version: String,
+    /// Most tasks it runs at once.
+    pub max_concurrency: u32,
+    /// Tags it offers for routing.
+    pub tags: TagSet,
+    /// The user whose API key registered it.
+    pub owner: UserId,
+    /// Registration time.
+    pub now: Timestamp,
+}
+
+/// A stored runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runner {
+    /// Id.
+    pub id: RunnerId,
+    /// Display name.
+    pub name: String,
+    /// Software version.
+    pub version: String,
+    /// Most tasks it runs at once.
+    pub max_concurrency: u32,
+    /// Tags it offers.
+    pub tags: TagSet,
+    /// Last reported or derived status.
+    pub status: RunnerStatus,
+    /// Jobs it reported running in its last heartbeat.
+    pub active_jobs: u32,
+    /// The user whose key registered it; only that user's keys act for it.
+    pub owner: UserId,
+    /// First registration.
+    pub registered_at: Timestamp,
+    /// Last heartbeat (registration counts as one).
+    pub last_heartbeat_at: Timestamp,
+}
+
+/// A heartbeat from a runner.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    /// Who.
+    pub runner_id: RunnerId,
+    /// Reported status.
+    pub status: RunnerStatus,
+    /// Reported running jobs.
+    pub active_jobs: u32,
+    /// When.
+    pub now: Timestamp,
+    /// New lease deadline for every active task it holds.
+    pub lease_until: Timestamp,
+}
+
+/// What a heartbeat did.
+#[derive(Debug, Clone)]
+pub struct HeartbeatOutcome {
+    /// The runner after the update.
+    pub runner: Runner,
+    /// Tasks whose leases were renewed.
+    pub renewed: Vec<TaskId>,
+    /// Tasks the runner must cancel.
+    pub cancel: Vec<TaskId>,
+}
+
+/// A review to create together with its task.
+#[derive(Debug, Clone)]
+pub struct NewReview {
+    /// Review id.
+    pub id: ReviewId,
+    /// Task id.
+    pub task_id: TaskId,
+    /// Clone URL.
+    pub repo_url: RepoUrl,
+    /// Base revision.
+    pub base_sha: CommitSha,
+    /// Head revision under review.
+    pub head_sha: CommitSha,
+    /// Branch name, if known.
+    pub branch: Option<String>,
+    /// Title, if given.
+    pub title: Option<String>,
+    /// Who asked for it.
+    pub created_by: UserId,
+    /// Tags a runner must offer to claim the task.
+    pub required_tags: TagSet,
+    /// Claims allowed before the task fails.
+    pub max_attempts: u32,
+    /// When the task expires if nobody claims it.
+    pub expires_at: Timestamp,
+    /// The task specification handed to the runner (opaque to the store).
+    pub spec: serde_json::Value,
+    /// Creation time.
+    pub now: Timestamp,
+}
+
+/// A stored review.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    /// Id.
+    pub id: ReviewId,
+    /// Its task.
+    pub task_id: TaskId,
+    /// Clone URL.
+    pub repo_url: RepoUrl,
+    /// Base revision.
+    pub base_sha: CommitSha,
+    /// Head revision.
+    pub head_sha: CommitSha,
+    /// Branch.
+    pub branch: Option<String>,
+    /// Title.
+    pub title: Option<String>,
+    /// Status mirrored from the task.
+    pub status: ReviewStatus,
+    /// Creator.
+    pub created_by: UserId,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// Filter for [`crate::Store::list_reviews`].
+#[derive(Debug, Clone, Default)]
+pub struct ReviewFilter {
+    /// Only this status.
+    pub status: Option<ReviewStatus>,
+    /// Created at or after.
+    pub start: Option<Timestamp>,
+    /// Created before.
+    pub end: Option<Timestamp>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u64,
+}
+
+/// A stored task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// Id.
+    pub id: TaskId,
+    /// The review it serves.
+    pub review_id: ReviewId,
+    /// Lifecycle state.
+    pub state: TaskState,
+    /// Last reported phase of the current attempt.
+    pub phase: Option<Phase>,
+    /// Claims so far; the fencing value of the current claim.
+    pub attempt: Attempt,
+    /// Claims allowed.
+    pub max_attempts: u32,
+    /// Holder of the current (or last) claim.
+    pub runner_id: Option<RunnerId>,
+    /// Tags a runner must offer.
+    pub required_tags: TagSet,
+    /// Lease deadline while active.
+    pub lease_expires_at: Option<Timestamp>,
+    /// Expiry while pending.
+    pub expires_at: Timestamp,
+    /// A user asked to cancel it while it ran.
+    pub cancel_requested: bool,
+    /// Why it failed, expired or was cancelled.
+    pub failure_reason: Option<String>,
+    /// The successful (or last failed) result's output.
+    pub result: Option<serde_json::Value>,
+    /// What the runner needs to execute it.
+    pub spec: serde_json::Value,
+    /// Bytes of log stored.
+    pub log_bytes: i64,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Terminal time.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Identifies one claim of a task: the caller's runner id and the attempt
+/// (fencing value) it was given.
+#[derive(Debug, Clone)]
+pub struct TaskRef {
+    /// Task.
+    pub task_id: TaskId,
+    /// Calling runner.
+    pub runner_id: RunnerId,
+    /// Presented attempt.
+    pub attempt: Attempt,
+}
+
+/// A claim request.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// Claiming runner.
+    pub runner_id: RunnerId,
+    /// Tags it offers.
+    pub runner_tags: TagSet,
+    /// Most tasks to claim.
+    pub limit: u32,
+    /// When.
+    pub now: Timestamp,
+    /// Lease deadline.
+    pub lease_until: Timestamp,
+}
+
+/// A phase report.
+#[derive(Debug, Clone)]
+pub struct PhaseReport {
+    /// Phase entered.
+    pub phase: Phase,
+    /// When.
+    pub now: Timestamp,
+    /// Renewed lease deadline.
+    pub lease_until: Timestamp,
+}
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Sequence number (increasing per store; assigned on append).
+    pub seq: i64,
+    /// Attempt that wrote it.
+    pub attempt: Attempt,
+    /// `stdout`, `stderr` or `runner`.
+    pub stream: String,
+    /// Text (no trailing newline).
+    pub text: String,
+    /// When the runner saw it.
+    pub at: Timestamp,
+}
+
+/// Lines to append.
+#[derive(Debug, Clone)]
+pub struct LogAppend {
+    /// The lines (their `seq` and `attempt` are ignored and assigned).
+    pub lines: Vec<LogLine>,
+    /// Per-task cap in bytes.
+    pub max_bytes: i64,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogAppendOutcome {
+    /// Lines stored.
+    pub accepted: u32,
+    /// Lines dropped because the task reached its cap.
+    pub dropped: u32,
+    /// The cap has been reached.
+    pub truncated: bool,
+}
+
+/// A runner's end-of-attempt report.
+#[derive(Debug, Clone)]
+pub struct TaskResult {
+    /// How it ended.
+    pub outcome: TaskOutcome,
+    /// Failure reason code and message.
+    pub reason: Option<String>,
+    /// Whether a failure may be retried on another attempt.
+    pub retryable: bool,
+    /// Structured output.
+    pub output: Option<serde_json::Value>,
+    /// When.
+    pub now: Timestamp,
+    /// Requeued tasks expire at this time if unclaimed.
+    pub requeue_expires_at: Timestamp,
+}
+
+impl TaskResult {
+    /// Digest identifying this result, used to recognise a resubmission.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.outcome.as_str());
+        h.update([0]);
+        h.update(self.reason.as_deref().unwrap_or(""));
+        h.update([0, u8::from(self.retryable)]);
+        if let Some(o) = &self.output {
+            h.update(o.to_string());
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// What a result submission did.
+#[derive(Debug, Clone)]
+pub struct SubmitOutcome {
+    /// The task afterwards.
+    pub task: Task,
+    /// The same result had already been recorded; nothing changed.
+    pub duplicate: bool,
+}
+
+/// What the lease reaper did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReapReport {
+    /// Back to pending for another attempt.
+    pub requeued: Vec<TaskId>,
+    /// Failed: out of attempts.
+    pub failed: Vec<TaskId>,
+    /// Cancelled: cancellation was asked and the runner went silent.
+    pub cancelled: Vec<TaskId>,
+}
+
+/// One entry of a task's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEvent {
+    /// Attempt during which it happened (0 before the first claim).
+    pub attempt: Attempt,
+    /// What happened: `enqueued`, `claimed`, `phase`, `lease_expired`,
+    /// `requeued`, `result`, `cancel_requested`, `cancelled`, `expired`,
+    /// `failed`.
+    pub kind: String,
+    /// Details (phase name, runner id, reason).
+    pub detail: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// One claim of a task and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskAttempt {
+    /// Attempt number.
+    pub attempt: Attempt,
+    /// Runner that held it.
+    pub runner_id: RunnerId,
+    /// Claim time.
+    pub claimed_at: Timestamp,
+    /// End time, if ended.
+    pub finished_at: Option<Timestamp>,
+    /// How it ended: a [`TaskOutcome`] name, `lease_expired` or `cancelled`.
+    pub outcome: Option<String>,
+    /// Reason given.
+    pub reason: Option<String>,
+}

@@ -1,0 +1,399 @@
+//! Row shapes shared by the SQL backends and their conversion to records.
+//!
+//! Both backends store the same columns with portable types (TEXT, BIGINT
+//! milliseconds, booleans, JSON as TEXT), so one set of `FromRow` structs
+//! decodes rows from either; a value that does not parse back into its
+//! domain type is reported as [`StoreError::Corrupt`].
+
+use crate::{ApiKey, LogLine, Review, Runner, StoreError, Task, TaskAttempt, TaskEvent, User};
+use ai_review_domain::{
+    ApiKeyDigest, ApiKeyId, Attempt, CommitSha, Email, Permission, Phase, RepoUrl, ReviewId,
+    ReviewStatus, Role, RunnerId, RunnerStatus, TagSet, TaskId, TaskState, Timestamp, UserId,
+};
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn ts(v: i64) -> Timestamp {
+    Timestamp::from_millis(v)
+}
+
+fn attempt(v: i64) -> Result<Attempt, StoreError> {
+    u32::try_from(v)
+        .map(Attempt)
+        .map_err(|e| corrupt("attempt", e))
+}
+
+fn u32_col(what: &str, v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|e| corrupt(what, e))
+}
+
+/// Encodes a tag set as the JSON array stored in `tags`/`required_tags`.
+pub fn tags_json(t: &TagSet) -> String {
+    serde_json::to_string(&t.to_vec()).unwrap_or_else(|_| "[]".into())
+}
+
+fn tags_from_json(s: &str) -> Result<TagSet, StoreError> {
+    let v: Vec<String> = serde_json::from_str(s).map_err(|e| corrupt("tags", e))?;
+    TagSet::try_from(v).map_err(|e| corrupt("tags", e))
+}
+
+/// Encodes permissions as the JSON array stored in `users.permissions`.
+pub fn permissions_json(p: &[Permission]) -> String {
+    serde_json::to_string(p).unwrap_or_else(|_| "[]".into())
+}
+
+fn json_opt(s: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+    s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt("json", e)))
+        .transpose()
+}
+
+/// `users` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+    pub permissions: String,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+    fn try_from(r: UserRow) -> Result<Self, StoreError> {
+        Ok(User {
+            id: UserId::parse(&r.id).map_err(|e| corrupt("user id", e))?,
+            email: Email::parse(&r.email).map_err(|e| corrupt("email", e))?,
+            password_hash: r.password_hash,
+            role: Role::parse(&r.role).map_err(|e| corrupt("role", e))?,
+            permissions: serde_json::from_str(&r.permissions)
+                .map_err(|e| corrupt("permissions", e))?,
+            disabled: r.disabled,
+            created_at: ts(r.created_at),
+        })
+    }
+}
+
+/// `api_keys` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub digest: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl TryFrom<ApiKeyRow> for ApiKey {
+    type Error = StoreError;
+    fn try_from(r: ApiKeyRow) -> Result<Self, StoreError> {
+        Ok(ApiKey {
+            id: ApiKeyId::parse(&r.id).map_err(|e| corrupt("api key id", e))?,
+            user_id: UserId::parse(&r.user_id).map_err(|e| corrupt("user id", e))?,
+            name: r.name,
+            prefix: r.prefix,
+            digest: ApiKeyDigest::from_hex(r.digest),
+            created_at: ts(r.created_at),
+            last_used_at: r.last_used_at.map(ts),
+            expires_at: r.expires_at.map(ts),
+            revoked_at: r.revoked_at.map(ts),
+        })
+    }
+}
+
+/// `runners` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct RunnerRow {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub max_concurrency: i64,
+    pub tags: String,
+    pub status: String,
+    pub active_jobs: i64,
+    pub owner_id: String,
+    pub registered_at: i64,
+    pub last_heartbeat_at: i64,
+}
+
+impl TryFrom<RunnerRow> for Runner {
+    type Error = StoreError;
+    fn try_from(r: RunnerRow) -> Result<Self, StoreError> {
+        Ok(Runner {
+            id: RunnerId::parse(&r.id).map_err(|e| corrupt("runner id", e))?,
+            name: r.name,
+            version: r.version,
+            max_concurrency: u32_col("max_concurrency", r.max_concurrency)?,
+            tags: tags_from_json(&r.tags)?,
+            status: RunnerStatus::parse(&r.status).map_err(|e| corrupt("runner status", e))?,
+            active_jobs: u32_col("active_jobs", r.active_jobs)?,
+            owner: UserId::parse(&r.owner_id).map_err(|e| corrupt("owner id", e))?,
+            registered_at: ts(r.registered_at),
+            last_heartbeat_at: ts(r.last_heartbeat_at),
+        })
+    }
+}
+
+/// `reviews` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct ReviewRow {
+    pub id: String,
+    pub task_id: String,
+    pub repo_url: String,
+    pub base_sha: String,
+    pub head_sha: String,
+    pub branch: Option<String>,
+    pub title: Option<String>,
+    pub status: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl TryFrom<ReviewRow> for Review {
+    type Error = StoreError;
+    fn try_from(r: ReviewRow) -> Result<Self, StoreError> {
+        Ok(Review {
+            id: ReviewId::parse(&r.id).map_err(|e| corrupt("review id", e))?,
+            task_id: TaskId::parse(&r.task_id).map_err(|e| corrupt("task id", e))?,
+            repo_url: RepoUrl::parse(&r.repo_url).map_err(|e| corrupt("repo url", e))?,
+            base_sha: CommitSha::parse(&r.base_sha).map_err(|e| corrupt("base sha", e))?,
+            head_sha: CommitSha::parse(&r.head_sha).map_err(|e| corrupt("head sha", e))?,
+            branch: r.branch,
+            title: r.title,
+            status: ReviewStatus::parse(&r.status).map_err(|e| corrupt("review status", e))?,
+            created_by: UserId::parse(&r.created_by).map_err(|e| corrupt("user id", e))?,
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+        })
+    }
+}
+
+/// The columns of a task row, in [`TaskRow`] order, as a string literal so
+/// backends can `concat!` it into `'static` queries.
+#[macro_export]
+macro_rules! task_columns {
+    () => {
+        "id, review_id, state, phase, attempt, max_attempts, runner_id, required_tags, \
+         lease_expires_at, expires_at, cancel_requested, failure_reason, result, spec, log_bytes, \
+         created_at, updated_at, finished_at"
+    };
+}
+
+/// The columns of a runner row, in [`RunnerRow`] order.
+#[macro_export]
+macro_rules! runner_columns {
+    () => {
+        "id, name, version, max_concurrency, tags, status, active_jobs, owner_id, registered_at, \
+         last_heartbeat_at"
+    };
+}
+
+/// The columns of a review row, in [`ReviewRow`] order.
+#[macro_export]
+macro_rules! review_columns {
+    () => {
+        "id, task_id, repo_url, base_sha, head_sha, branch, title, status, created_by, \
+         created_at, updated_at"
+    };
+}
+
+/// The columns of an API key row, in [`ApiKeyRow`] order.
+#[macro_export]
+macro_rules! api_key_columns {
+    () => {
+        "id, user_id, name, prefix, digest, created_at, last_used_at, expires_at, revoked_at"
+    };
+}
+
+/// The columns of a user row, in [`UserRow`] order.
+#[macro_export]
+macro_rules! user_columns {
+    () => {
+        "id, email, password_hash, role, permissions, disabled, created_at"
+    };
+}
+
+/// `tasks` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct TaskRow {
+    pub id: String,
+    pub review_id: String,
+    pub state: String,
+    pub phase: Option<String>,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub runner_id: Option<String>,
+    pub required_tags: String,
+    pub lease_expires_at: Option<i64>,
+    pub expires_at: i64,
+    pub cancel_requested: bool,
+    pub failure_reason: Option<String>,
+    pub result: Option<String>,
+    pub spec: String,
+    pub log_bytes: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl TryFrom<TaskRow> for Task {
+    type Error = StoreError;
+    fn try_from(r: TaskRow) -> Result<Self, StoreError> {
+        Ok(Task {
+            id: TaskId::parse(&r.id).map_err(|e| corrupt("task id", e))?,
+            review_id: ReviewId::parse(&r.review_id).map_err(|e| corrupt("review id", e))?,
+            state: TaskState::parse(&r.state).map_err(|e| corrupt("task state", e))?,
+            phase: r
+                .phase
+                .as_deref()
+                .map(Phase::parse)
+                .transpose()
+                .map_err(|e| corrupt("phase", e))?,
+            attempt: attempt(r.attempt)?,
+            max_attempts: u32_col("max_attempts", r.max_attempts)?,
+            runner_id: r
+                .runner_id
+                .as_deref()
+                .map(RunnerId::parse)
+                .transpose()
+                .map_err(|e| corrupt("runner id", e))?,
+            required_tags: tags_from_json(&r.required_tags)?,
+            lease_expires_at: r.lease_expires_at.map(ts),
+            expires_at: ts(r.expires_at),
+            cancel_requested: r.cancel_requested,
+            failure_reason: r.failure_reason,
+            result: json_opt(r.result)?,
+            spec: serde_json::from_str(&r.spec).map_err(|e| corrupt("spec", e))?,
+            log_bytes: r.log_bytes,
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+            finished_at: r.finished_at.map(ts),
+        })
+    }
+}
+
+/// `task_events` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct TaskEventRow {
+    pub attempt: i64,
+    pub kind: String,
+    pub detail: String,
+    pub at: i64,
+}
+
+impl TryFrom<TaskEventRow> for TaskEvent {
+    type Error = StoreError;
+    fn try_from(r: TaskEventRow) -> Result<Self, StoreError> {
+        Ok(TaskEvent {
+            attempt: attempt(r.attempt)?,
+            kind: r.kind,
+            detail: r.detail,
+            at: ts(r.at),
+        })
+    }
+}
+
+/// `task_attempts` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct TaskAttemptRow {
+    pub attempt: i64,
+    pub runner_id: String,
+    pub claimed_at: i64,
+    pub finished_at: Option<i64>,
+    pub outcome: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl TryFrom<TaskAttemptRow> for TaskAttempt {
+    type Error = StoreError;
+    fn try_from(r: TaskAttemptRow) -> Result<Self, StoreError> {
+        Ok(TaskAttempt {
+            attempt: attempt(r.attempt)?,
+            runner_id: RunnerId::parse(&r.runner_id).map_err(|e| corrupt("runner id", e))?,
+            claimed_at: ts(r.claimed_at),
+            finished_at: r.finished_at.map(ts),
+            outcome: r.outcome,
+            reason: r.reason,
+        })
+    }
+}
+
+/// `task_logs` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct LogLineRow {
+    pub seq: i64,
+    pub attempt: i64,
+    pub stream: String,
+    pub text: String,
+    pub at: i64,
+}
+
+impl TryFrom<LogLineRow> for LogLine {
+    type Error = StoreError;
+    fn try_from(r: LogLineRow) -> Result<Self, StoreError> {
+        Ok(LogLine {
+            seq: r.seq,
+            attempt: attempt(r.attempt)?,
+            stream: r.stream,
+            text: r.text,
+            at: ts(r.at),
+        })
+    }
+}
+
+/// Converts a batch of rows, failing on the first corrupt one.
+pub fn convert_all<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// Wraps a database error as [`StoreError::Backend`], recognising unique
+/// violations as [`StoreError::Conflict`].
+pub fn db_error(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return StoreError::Conflict(d.message().to_owned());
+    }
+    StoreError::Backend(Box::new(e))
+}
+
+/// The fencing check shared by every task call: the presented attempt must
+/// be the current one, the task must still be active, and the caller must
+/// be its holder. A runner whose lease expired sees `StaleAttempt` (someone
+/// claimed it since) or `NotActive` (it went back to pending), never
+/// `NotHolder`: that one is reserved for a runner acting on a task it never
+/// held.
+pub fn check_task_ref(task: &Task, r: &crate::TaskRef) -> Result<(), StoreError> {
+    if task.attempt != r.attempt {
+        return Err(StoreError::StaleAttempt {
+            current: task.attempt,
+            presented: r.attempt,
+        });
+    }
+    if !task.state.is_active() {
+        return Err(StoreError::NotActive { state: task.state });
+    }
+    if task.runner_id.as_ref() != Some(&r.runner_id) {
+        return Err(StoreError::NotHolder);
+    }
+    Ok(())
+}
