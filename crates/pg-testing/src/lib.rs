@@ -1,0 +1,1 @@
+//! Throwaway PostgreSQL for tests (in progress).
