@@ -1,0 +1,211 @@
+//! Bodies of the user-facing API (`/api/reviews`, `/api/api-keys`, ...).
+
+use ai_review_domain::{
+    ApiKeyId, Attempt, CommitSha, Phase, RepoUrl, ReviewId, ReviewStatus, Role, RunnerId, TaskId,
+    TaskState, Timestamp, UserId,
+};
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/reviews`: queue a review of one change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateReviewRequest {
+    /// Where runners clone from.
+    pub repo_url: RepoUrl,
+    /// The revision the change is compared with.
+    pub base_sha: CommitSha,
+    /// The revision under review.
+    pub head_sha: CommitSha,
+    /// Branch name, informational.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Title, informational.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Tags a runner must offer to take the task.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A review with its task, as returned by `GET /api/reviews/:id`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewView {
+    /// Id.
+    pub id: ReviewId,
+    /// `pending`, `completed`, `failed` or `cancelled`.
+    pub status: ReviewStatus,
+    /// Clone URL.
+    pub repo_url: RepoUrl,
+    /// Base revision.
+    pub base_sha: CommitSha,
+    /// Head revision.
+    pub head_sha: CommitSha,
+    /// Branch.
+    pub branch: Option<String>,
+    /// Title.
+    pub title: Option<String>,
+    /// Creator.
+    pub created_by: UserId,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// The runner task behind it.
+    pub task: TaskView,
+}
+
+/// A runner task as shown to users.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskView {
+    /// Id.
+    pub id: TaskId,
+    /// Lifecycle state.
+    pub state: TaskState,
+    /// Current phase while running.
+    pub phase: Option<Phase>,
+    /// Claims so far.
+    pub attempt: Attempt,
+    /// Claims allowed.
+    pub max_attempts: u32,
+    /// Holder while running.
+    pub runner_id: Option<RunnerId>,
+    /// Tags required of a runner.
+    pub required_tags: Vec<String>,
+    /// Lease deadline while running.
+    pub lease_expires_at: Option<Timestamp>,
+    /// Expiry while pending.
+    pub expires_at: Timestamp,
+    /// A cancellation was requested.
+    pub cancel_requested: bool,
+    /// Why it failed, expired or was cancelled.
+    pub failure_reason: Option<String>,
+    /// The executor's structured output.
+    pub result: Option<serde_json::Value>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// End time.
+    pub finished_at: Option<Timestamp>,
+    /// Every claim and how it ended (detail view only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptView>,
+    /// The task's history (detail view only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventView>,
+}
+
+/// One claim of a task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    /// Attempt number.
+    pub attempt: Attempt,
+    /// Runner.
+    pub runner_id: RunnerId,
+    /// Claim time.
+    pub claimed_at: Timestamp,
+    /// End time.
+    pub finished_at: Option<Timestamp>,
+    /// `succeeded`, `failed`, `cancelled` or `lease_expired`.
+    pub outcome: Option<String>,
+    /// Reason given.
+    pub reason: Option<String>,
+}
+
+/// One entry of a task's history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    /// Attempt.
+    pub attempt: Attempt,
+    /// What happened.
+    pub kind: String,
+    /// Details.
+    pub detail: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A log line as shown to users.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLineView {
+    /// Sequence number; pass the last one seen as `after` to continue.
+    pub seq: i64,
+    /// Attempt that wrote it.
+    pub attempt: Attempt,
+    /// `stdout`, `stderr` or `runner`.
+    pub stream: String,
+    /// Text.
+    pub text: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// `POST /api/api-keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateApiKeyRequest {
+    /// A label (1-100 characters).
+    pub name: String,
+    /// Days until the key expires; never if absent.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// An API key as listed (never the secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    /// Id.
+    pub id: ApiKeyId,
+    /// Label.
+    pub name: String,
+    /// Visible start of the key.
+    pub prefix: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last use.
+    pub last_used_at: Option<Timestamp>,
+    /// Expiry.
+    pub expires_at: Option<Timestamp>,
+    /// Revocation time.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// The answer to `POST /api/api-keys`: the only time the key is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedApiKey {
+    /// The key in clear. Store it now: it cannot be shown again.
+    pub key: String,
+    /// The stored record.
+    pub api_key: ApiKeyView,
+}
+
+/// The authenticated caller, `GET /api/me`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeView {
+    /// User id.
+    pub id: UserId,
+    /// Email.
+    pub email: String,
+    /// Role.
+    pub role: Role,
+    /// Permissions in effect.
+    pub permissions: Vec<String>,
+}
+
+/// `GET /api/health`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthView {
+    /// `ok` or `unavailable`.
+    pub status: String,
+    /// `sqlite` or `postgres`.
+    pub database: String,
+    /// Server version.
+    pub version: String,
+}

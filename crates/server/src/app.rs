@@ -1,0 +1,170 @@
+//! The router and its middleware.
+//!
+//! Layers, outermost first: request id → trace → plain errors to envelope →
+//! body limit → rate limit → handlers. Every `/api` answer, including 404 for
+//! unknown routes, 405, 413 and 429, is the JSON envelope.
+
+use crate::clock::DynClock;
+use crate::config::Settings;
+use crate::error::{title_for, ApiError};
+use crate::queue::TaskWake;
+use crate::rate_limit::{ClientKey, Limiter};
+use crate::routes;
+use ai_review_protocol::Envelope;
+use ai_review_store::DynStore;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: DynStore,
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// Time source.
+    pub clock: DynClock,
+    /// Long-poll wake-ups.
+    pub wake: Arc<TaskWake>,
+    /// Flips to `true` when the server shuts down (ends long-polls early).
+    pub shutdown: watch::Receiver<bool>,
+    /// Per-client rate limiter, if enabled.
+    pub limiter: Option<Arc<Limiter>>,
+}
+
+/// Builds the router for `state`.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.body_limit_bytes;
+    let api = Router::new()
+        .route("/api/health", get(routes::health::health))
+        .route("/api/me", get(routes::keys::me))
+        .route(
+            "/api/api-keys",
+            get(routes::keys::list).post(routes::keys::create),
+        )
+        .route("/api/api-keys/{id}", delete(routes::keys::revoke))
+        .route("/api/runners", get(routes::runners::list))
+        .route("/api/runners/register", post(routes::runners::register))
+        .route("/api/runners/tasks/pending", get(routes::runners::pending))
+        .route(
+            "/api/runners/tasks/{id}/status",
+            post(routes::runners::status),
+        )
+        .route("/api/runners/tasks/{id}/logs", post(routes::runners::logs))
+        .route(
+            "/api/runners/tasks/{id}/result",
+            post(routes::runners::result),
+        )
+        .route("/api/runners/{id}", get(routes::runners::get_one))
+        .route(
+            "/api/runners/{id}/heartbeat",
+            post(routes::runners::heartbeat),
+        )
+        .route(
+            "/api/reviews",
+            get(routes::reviews::list).post(routes::reviews::create),
+        )
+        .route("/api/reviews/{id}", get(routes::reviews::get_one))
+        .route("/api/reviews/{id}/cancel", post(routes::reviews::cancel))
+        .route("/api/reviews/{id}/logs", get(routes::reviews::logs))
+        .fallback(not_found);
+
+    api.layer(middleware::from_fn_with_state(state.clone(), rate_limit))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(middleware::map_response(plain_errors_to_envelope))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {} {}; see the API reference in the README",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// Rewrites error responses that did not come from our handlers (axum's
+/// 405, tower-http's 413, timeouts) into the envelope.
+async fn plain_errors_to_envelope(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this route does not accept that HTTP method".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "the request body is larger than the server accepts (BODY_LIMIT_BYTES)".to_owned()
+        }
+        other => other.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = Envelope::error(&title_for(status), status.as_u16(), Some(detail));
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(limiter) = &state.limiter else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/api/health" {
+        return next.run(req).await;
+    }
+    let key = match crate::auth::presented_credential(req.headers()) {
+        Ok(Some(raw)) => ClientKey::credential(raw),
+        _ => {
+            let ip = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+            ClientKey::Ip(ip)
+        }
+    };
+    match limiter.check(&key) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            let secs = wait.as_secs_f64().ceil().max(1.0);
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "rate limit exceeded ({} requests/s, burst {}); retry after {secs:.0} s",
+                    state.settings.rate_limit.map_or(0, |r| r.per_second),
+                    state.settings.rate_limit.map_or(0, |r| r.burst),
+                ),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("{secs:.0}")) {
+                e.headers.push((header::RETRY_AFTER, v));
+            }
+            e.into_response()
+        }
+    }
+}
+
+/// A JSON success answer in the envelope.
+pub fn ok<T: serde::Serialize>(data: T) -> Json<Envelope<T>> {
+    Json(Envelope::ok(data))
+}

@@ -1,0 +1,208 @@
+//! Server settings. [`ServerConfig`] is what `ai-review server` parses from
+//! flags and environment variables (`--help` lists every one with its
+//! default); [`Settings`] is the validated form the server runs with.
+
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `ai-review server` options. Every flag can also be set through the
+/// environment variable named in its help.
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Directory for the embedded SQLite database and other state.
+    /// Default: $AI_REVIEW_DATA_DIR, else $XDG_DATA_HOME/ai-review, else ~/.local/share/ai-review.
+    #[arg(long, env = "AI_REVIEW_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL: `sqlite:///path/file.db` (embedded, single server) or
+    /// `postgres://user:pass@host/db` (several server replicas).
+    /// Default: a SQLite file `ai-review.db` in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// A runner silent for this long is marked offline.
+    #[arg(long, env = "RUNNER_HEARTBEAT_TIMEOUT_MS", default_value_t = 60_000)]
+    pub runner_heartbeat_timeout_ms: u64,
+
+    /// Lease length of a claim; heartbeats and phase reports renew it. A
+    /// task whose lease runs out goes back to the queue.
+    #[arg(long, env = "TASK_LEASE_MS", default_value_t = 60_000)]
+    pub task_lease_ms: u64,
+
+    /// Claims a task may use before it fails for good.
+    #[arg(long, env = "TASK_MAX_ATTEMPTS", default_value_t = 3)]
+    pub task_max_attempts: u32,
+
+    /// A pending task nobody claims within this time expires.
+    #[arg(long, env = "TASK_UNCLAIMED_EXPIRY_MS", default_value_t = 86_400_000)]
+    pub task_unclaimed_expiry_ms: u64,
+
+    /// Per-task cap on stored log bytes; later lines are dropped with a marker.
+    #[arg(long, env = "TASK_LOG_MAX_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub task_log_max_bytes: u64,
+
+    /// Longest long-poll hold granted to `GET /api/runners/tasks/pending`.
+    #[arg(long, env = "MAX_POLL_WAIT_MS", default_value_t = 30_000)]
+    pub max_poll_wait_ms: u64,
+
+    /// How often the reaper looks for expired leases, unclaimed tasks and
+    /// silent runners.
+    #[arg(long, env = "REAPER_INTERVAL_MS", default_value_t = 1_000)]
+    pub reaper_interval_ms: u64,
+
+    /// Largest request body accepted (bytes); larger ones get 413.
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub body_limit_bytes: usize,
+
+    /// Sustained requests per second per client (API key, else IP); 0 disables rate limiting.
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 100)]
+    pub rate_limit_per_second: u32,
+
+    /// Burst allowance on top of the sustained rate.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 200)]
+    pub rate_limit_burst: u32,
+}
+
+impl ServerConfig {
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        resolve_database_url(self.data_dir.as_deref(), self.database_url.as_deref())
+    }
+
+    /// Validates the options into [`Settings`].
+    pub fn settings(&self) -> Result<Settings, String> {
+        let ip: std::net::IpAddr = self
+            .host
+            .parse()
+            .map_err(|_| format!("HOST={:?} is not an IP address (e.g. 0.0.0.0 or 127.0.0.1)", self.host))?;
+        let mut problems = Vec::new();
+        for (name, v) in [
+            ("RUNNER_HEARTBEAT_TIMEOUT_MS", self.runner_heartbeat_timeout_ms),
+            ("TASK_LEASE_MS", self.task_lease_ms),
+            ("TASK_UNCLAIMED_EXPIRY_MS", self.task_unclaimed_expiry_ms),
+            ("REAPER_INTERVAL_MS", self.reaper_interval_ms),
+            ("TASK_LOG_MAX_BYTES", self.task_log_max_bytes),
+        ] {
+            if v == 0 {
+                problems.push(format!("{name} must be greater than 0"));
+            }
+        }
+        if self.task_max_attempts == 0 {
+            problems.push("TASK_MAX_ATTEMPTS must be at least 1".into());
+        }
+        if self.body_limit_bytes < 1024 {
+            problems.push("BODY_LIMIT_BYTES must be at least 1024".into());
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        Ok(Settings {
+            listen: SocketAddr::new(ip, self.port),
+            heartbeat_timeout: Duration::from_millis(self.runner_heartbeat_timeout_ms),
+            lease: Duration::from_millis(self.task_lease_ms),
+            max_attempts: self.task_max_attempts,
+            unclaimed_expiry: Duration::from_millis(self.task_unclaimed_expiry_ms),
+            task_log_max_bytes: self.task_log_max_bytes,
+            max_poll_wait: Duration::from_millis(self.max_poll_wait_ms),
+            reaper_interval: Duration::from_millis(self.reaper_interval_ms),
+            body_limit_bytes: self.body_limit_bytes,
+            rate_limit: (self.rate_limit_per_second > 0).then_some(RateLimit {
+                per_second: self.rate_limit_per_second,
+                burst: self.rate_limit_burst.max(1),
+            }),
+        })
+    }
+}
+
+/// The database URL for a data directory and an explicit URL, either
+/// optional: the URL if given, else `ai-review.db` in the data directory
+/// (itself defaulting as documented on [`ServerConfig::data_dir`]).
+pub fn resolve_database_url(data_dir: Option<&std::path::Path>, database_url: Option<&str>) -> String {
+    match database_url {
+        Some(u) => u.to_owned(),
+        None => {
+            let dir = data_dir.map_or_else(default_data_dir, std::path::Path::to_path_buf);
+            format!("sqlite://{}", dir.join("ai-review.db").display())
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("ai-review");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/ai-review");
+    }
+    PathBuf::from("data")
+}
+
+/// Validated settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Silence after which a runner is offline.
+    pub heartbeat_timeout: Duration,
+    /// Lease length of a claim.
+    pub lease: Duration,
+    /// Claims per task before it fails.
+    pub max_attempts: u32,
+    /// Expiry of unclaimed tasks.
+    pub unclaimed_expiry: Duration,
+    /// Per-task log cap in bytes.
+    pub task_log_max_bytes: u64,
+    /// Longest long-poll hold.
+    pub max_poll_wait: Duration,
+    /// Reaper period.
+    pub reaper_interval: Duration,
+    /// Request body cap.
+    pub body_limit_bytes: usize,
+    /// Per-client rate limit, if enabled.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A per-client token bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Burst size.
+    pub burst: u32,
+}
+
+impl Default for Settings {
+    /// The documented defaults, listening on 127.0.0.1 port 0 (tests).
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            heartbeat_timeout: Duration::from_secs(60),
+            lease: Duration::from_secs(60),
+            max_attempts: 3,
+            unclaimed_expiry: Duration::from_secs(86_400),
+            task_log_max_bytes: 5 * 1024 * 1024,
+            max_poll_wait: Duration::from_secs(30),
+            reaper_interval: Duration::from_secs(1),
+            body_limit_bytes: 10 * 1024 * 1024,
+            rate_limit: Some(RateLimit {
+                per_second: 100,
+                burst: 200,
+            }),
+        }
+    }
+}
+
+/// Milliseconds of a duration as the `i64` timestamps use.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,26 @@
+//! The ai-review server.
+//!
+//! * [`config`]: every setting, from flags and environment variables.
+//! * [`app`]: the router, its middleware, and [`app::AppState`].
+//! * [`auth`]: API-key authentication and permission checks.
+//! * [`error`]: the one error type handlers return, rendered as the API envelope.
+//! * [`routes`]: the handlers, one module per resource.
+//! * [`queue`]: long-poll wake-ups and the background reaper.
+//! * [`startup`]: opening the store and running (and stopping) the server.
+//! * [`clock`]: the time source (real, or manual in tests).
+//! * [`passwords`]: Argon2id password hashing.
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod passwords;
+pub mod queue;
+pub mod rate_limit;
+pub mod routes;
+pub mod startup;
+
+pub use config::ServerConfig;
+pub use startup::{open_store, RunningServer};

@@ -1,0 +1,8 @@
+//! Handlers, one module per resource, and the mapping from store records to
+//! wire views.
+
+pub mod health;
+pub mod keys;
+pub mod reviews;
+pub mod runners;
+pub mod views;

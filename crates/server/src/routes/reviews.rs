@@ -1,0 +1,250 @@
+//! Reviews: `POST /api/reviews` queues one change; `GET /api/reviews`,
+//! `GET /api/reviews/:id` (state, phases, attempts, result),
+//! `POST /api/reviews/:id/cancel`, `GET /api/reviews/:id/logs`.
+
+use crate::app::{ok, AppState};
+use crate::auth::Caller;
+use crate::config::millis;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::routes::views;
+use ai_review_domain::{Permission, ReviewId, ReviewStatus, Role, TagSet, TaskId, Timestamp};
+use ai_review_protocol::api::{CreateReviewRequest, LogLineView, ReviewView};
+use ai_review_protocol::runner::TaskSpec;
+use ai_review_protocol::{Envelope, Pagination};
+use ai_review_store::{NewReview, Review, ReviewFilter};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+fn optional_text(name: &str, v: Option<String>, max: usize) -> ApiResult<Option<String>> {
+    match v {
+        Some(s) if s.chars().count() > max || s.chars().any(char::is_control) => Err(
+            ApiError::bad_request(format!("{name} must be at most {max} printable characters")),
+        ),
+        other => Ok(other.filter(|s| !s.trim().is_empty())),
+    }
+}
+
+/// `POST /api/reviews` (needs `review:create`): 202 with the review and its
+/// queued task.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateReviewRequest>,
+) -> ApiResult<(StatusCode, Json<Envelope<ReviewView>>)> {
+    caller.require(Permission::ReviewCreate)?;
+    let tags = TagSet::from_items(req.tags.iter().map(String::as_str))?;
+    let branch = optional_text("branch", req.branch, 255)?;
+    let title = optional_text("title", req.title, 500)?;
+    let now = state.clock.now();
+    let id = ReviewId::generate();
+    let spec = TaskSpec {
+        review_id: id.clone(),
+        repo_url: req.repo_url.clone(),
+        branch: branch.clone(),
+        base_sha: req.base_sha.clone(),
+        head_sha: req.head_sha.clone(),
+        title: title.clone(),
+        file_changes: Vec::new(),
+        ai_config: None,
+    };
+    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::internal(&e))?;
+    let (review, task) = state
+        .store
+        .enqueue_review(NewReview {
+            id,
+            task_id: TaskId::generate(),
+            repo_url: req.repo_url,
+            base_sha: req.base_sha,
+            head_sha: req.head_sha,
+            branch,
+            title,
+            created_by: caller.user.id.clone(),
+            required_tags: tags,
+            max_attempts: state.settings.max_attempts,
+            expires_at: now.plus_millis(millis(state.settings.unclaimed_expiry)),
+            spec,
+            now,
+        })
+        .await?;
+    state.wake.wake_all();
+    tracing::info!(review.id = %review.id, task.id = %task.id, "review queued");
+    let view = views::review(review, views::task(task, Vec::new(), Vec::new()));
+    Ok((StatusCode::ACCEPTED, ok(view)))
+}
+
+async fn load(state: &AppState, id: &str) -> ApiResult<Review> {
+    let id = ReviewId::parse(id)?;
+    state
+        .store
+        .get_review(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("review {id} not found")))
+}
+
+async fn detail(state: &AppState, review: Review) -> ApiResult<ReviewView> {
+    let task = state
+        .store
+        .get_task(&review.task_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("task {} not found", review.task_id)))?;
+    let attempts = state.store.task_attempts(&task.id).await?;
+    let events = state.store.task_events(&task.id).await?;
+    Ok(views::review(review, views::task(task, attempts, events)))
+}
+
+/// `GET /api/reviews/:id`: the review with its task's state, phase,
+/// attempts, history and result.
+pub async fn get_one(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Envelope<ReviewView>>> {
+    let review = load(&state, &id).await?;
+    Ok(ok(detail(&state, review).await?))
+}
+
+/// `POST /api/reviews/:id/cancel` (the review's creator with
+/// `review:create`, or an admin): a pending task ends at once, a running
+/// one is stopped by its runner after its next heartbeat.
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Envelope<ReviewView>>> {
+    caller.require(Permission::ReviewCreate)?;
+    let review = load(&state, &id).await?;
+    if review.created_by != caller.user.id && caller.user.role != Role::Admin {
+        return Err(ApiError::forbidden(
+            "only the review's creator or an admin may cancel it",
+        ));
+    }
+    state.store.cancel_task(&review.task_id, state.clock.now()).await?;
+    tracing::info!(review.id = %review.id, "cancellation requested");
+    let review = load(&state, &id).await?;
+    Ok(ok(detail(&state, review).await?))
+}
+
+/// Query of `GET /api/reviews`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    /// 1-based page (default 1).
+    pub page: Option<u64>,
+    /// Page size, 1-100 (default 20).
+    pub page_size: Option<u32>,
+    /// `pending`, `completed`, `failed` or `cancelled`.
+    pub status: Option<String>,
+    /// Created at or after (RFC 3339 or YYYY-MM-DD).
+    pub start_date: Option<String>,
+    /// Created before (RFC 3339 or YYYY-MM-DD).
+    pub end_date: Option<String>,
+}
+
+/// Counts per status for the list's stats.
+#[derive(Debug, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewStats {
+    /// All reviews matching the date filter.
+    pub total: u64,
+    /// Queued or running.
+    pub pending: u64,
+    /// Completed.
+    pub completed: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+}
+
+/// The `GET /api/reviews` payload.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewList {
+    /// This page.
+    pub items: Vec<ReviewView>,
+    /// Counts per status (date filter applied, status filter not).
+    pub stats: ReviewStats,
+}
+
+/// `GET /api/reviews`: paginated, newest first, with stats.
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Envelope<ReviewList>>> {
+    let page = q.page.unwrap_or(1);
+    let page_size = q.page_size.unwrap_or(20);
+    if page == 0 || !(1..=100).contains(&page_size) {
+        return Err(ApiError::bad_request("page must be ≥ 1 and pageSize 1-100"));
+    }
+    let status = q.status.as_deref().map(ReviewStatus::parse).transpose()?;
+    let start = q.start_date.as_deref().map(Timestamp::parse).transpose()?;
+    let end = q.end_date.as_deref().map(Timestamp::parse).transpose()?;
+    let filter = ReviewFilter {
+        status,
+        start,
+        end,
+        limit: page_size,
+        offset: (page - 1).saturating_mul(u64::from(page_size)),
+    };
+    let (rows, total) = state.store.list_reviews(&filter).await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for r in rows {
+        let task = state.store.get_task(&r.task_id).await?;
+        let task = task.ok_or_else(|| ApiError::not_found(format!("task {} not found", r.task_id)))?;
+        items.push(views::review(r, views::task(task, Vec::new(), Vec::new())));
+    }
+    let mut stats = ReviewStats::default();
+    for s in ReviewStatus::ALL {
+        let (_, n) = state
+            .store
+            .list_reviews(&ReviewFilter {
+                status: Some(*s),
+                limit: 0,
+                ..filter.clone()
+            })
+            .await?;
+        stats.total += n;
+        match s {
+            ReviewStatus::Pending => stats.pending = n,
+            ReviewStatus::Completed => stats.completed = n,
+            ReviewStatus::Failed => stats.failed = n,
+            ReviewStatus::Cancelled => stats.cancelled = n,
+        }
+    }
+    Ok(Json(Envelope::paginated(
+        ReviewList { items, stats },
+        Pagination::new(page, u64::from(page_size), total),
+    )))
+}
+
+/// Query of `GET /api/reviews/:id/logs`.
+#[derive(Debug, Deserialize)]
+pub struct LogsQuery {
+    /// Only lines after this sequence number (default 0).
+    pub after: Option<i64>,
+    /// Most lines (1-5000, default 1000).
+    pub limit: Option<u32>,
+}
+
+/// `GET /api/reviews/:id/logs`: the task log, in order.
+pub async fn logs(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> ApiResult<Json<Envelope<Vec<LogLineView>>>> {
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=5000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1-5000"));
+    }
+    let review = load(&state, &id).await?;
+    let lines = state
+        .store
+        .task_logs(&review.task_id, q.after.unwrap_or(0), limit)
+        .await?;
+    Ok(ok(lines.into_iter().map(views::log_line).collect()))
+}

@@ -1,0 +1,141 @@
+//! Opening the store and running the server (and stopping it) — the same
+//! path for `ai-review server` and the tests.
+
+use crate::app::{router, AppState};
+use crate::clock::DynClock;
+use crate::config::Settings;
+use crate::queue::{run_reaper, TaskWake};
+use crate::rate_limit::Limiter;
+use ai_review_store::{DynStore, StoreError};
+use ai_review_store_sqlite::SqliteStore;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenStoreError {
+    /// The URL names no supported database.
+    #[error("DATABASE_URL must start with sqlite:// or postgres:// (got {0:?})")]
+    UnsupportedUrl(String),
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database refused or failed.
+    #[error("cannot open the {backend} database: {source}")]
+    Store {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Opens the store named by `url` (`sqlite://…` or `postgres://…`),
+/// creating the SQLite file's directory if needed, and runs migrations.
+pub async fn open_store(url: &str) -> Result<DynStore, OpenStoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let file = path.split('?').next().unwrap_or(path);
+        if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| OpenStoreError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let s = SqliteStore::connect(url)
+            .await
+            .map_err(|source| OpenStoreError::Store { backend: "sqlite", source })?;
+        Ok(Arc::new(s))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Err(OpenStoreError::UnsupportedUrl("TEMP".into()))
+    } else {
+        let shown = url.split('@').next_back().unwrap_or("").to_owned();
+        Err(OpenStoreError::UnsupportedUrl(shown))
+    }
+}
+
+/// A server running in this process.
+pub struct RunningServer {
+    /// The bound address (port 0 resolved).
+    pub addr: SocketAddr,
+    /// The shared state (tests drive the reaper through it).
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    reaper: Option<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Binds `settings.listen` and serves. With `background_reaper` false
+    /// the reaper does not run by itself; call
+    /// [`crate::queue::reap_once`] (tests).
+    pub async fn start(
+        settings: Settings,
+        store: DynStore,
+        clock: DynClock,
+        background_reaper: bool,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = watch::channel(false);
+        let limiter = settings.rate_limit.map(|l| Arc::new(Limiter::new(l)));
+        let state = AppState {
+            store,
+            settings: Arc::new(settings),
+            clock,
+            wake: Arc::new(TaskWake::default()),
+            shutdown: rx.clone(),
+            limiter,
+        };
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let mut stop = rx.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        let reaper = background_reaper.then(|| tokio::spawn(run_reaper(state.clone())));
+        tracing::info!(listen.addr = %addr, database = state.store.backend_name(), "server listening");
+        Ok(Self {
+            addr,
+            state,
+            shutdown: tx,
+            http,
+            reaper,
+        })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, ends long-polls, waits for in-flight requests.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(true);
+        if let Some(r) = self.reaper {
+            let _ = r.await;
+        }
+        self.http.await.map_err(std::io::Error::other)?
+    }
+
+    /// Waits until the server stops by itself (it does not unless stopped).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        (&mut self.http).await.map_err(std::io::Error::other)?
+    }
+
+    /// A handle that triggers shutdown (for signal handlers).
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
