@@ -3,9 +3,9 @@
 
 use ai_review_domain::{ApiKeyId, ApiKeySecret, Email, Permission, Role, Timestamp, UserId};
 use ai_review_server::clock::SystemClock;
-use ai_review_server::{open_store, RunningServer, ServerConfig};
+use ai_review_server::{RunningServer, ServerConfig, open_store};
 use ai_review_store::{DynStore, NewApiKey, NewUser};
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -124,7 +124,10 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -156,7 +159,11 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
     let server = RunningServer::start(settings, store, Arc::new(SystemClock), true)
         .await
         .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
-    eprintln!("ai-review server listening on {} (database: {})", server.url(), server.state.store.backend_name());
+    eprintln!(
+        "ai-review server listening on {} (database: {})",
+        server.url(),
+        server.state.store.backend_name()
+    );
     let trigger = server.shutdown_handle();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -172,13 +179,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -243,7 +251,10 @@ async fn create_user(
             now: Timestamp::now(),
         })
         .await?;
-    println!("created user {} ({}, role {})", user.email, user.id, user.role);
+    println!(
+        "created user {} ({}, role {})",
+        user.email, user.id, user.role
+    );
     Ok(())
 }
 
@@ -254,10 +265,9 @@ async fn create_api_key(
     expires_in_days: Option<u32>,
 ) -> anyhow::Result<()> {
     let email = Email::parse(email)?;
-    let user = store
-        .user_by_email(&email)
-        .await?
-        .with_context(|| format!("no user with email {email}; create it with `ai-review admin create-user`"))?;
+    let user = store.user_by_email(&email).await?.with_context(|| {
+        format!("no user with email {email}; create it with `ai-review admin create-user`")
+    })?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         bail!("--name must be 1-100 characters");
@@ -275,12 +285,19 @@ async fn create_api_key(
             expires_at: expires_in_days.map(|d| now.plus_millis(i64::from(d) * 86_400_000)),
         })
         .await?;
-    println!("created API key {} ({}) for {}; it is shown once, store it now:", key.id, key.name, user.email);
+    println!(
+        "created API key {} ({}) for {}; it is shown once, store it now:",
+        key.id, key.name, user.email
+    );
     println!("{}", secret.expose());
     Ok(())
 }
 
-async fn revoke_api_key(store: &DynStore, id: Option<String>, key: Option<String>) -> anyhow::Result<()> {
+async fn revoke_api_key(
+    store: &DynStore,
+    id: Option<String>,
+    key: Option<String>,
+) -> anyhow::Result<()> {
     let id = match (id, key) {
         (Some(id), _) => ApiKeyId::parse(&id)?,
         (None, Some(k)) => {

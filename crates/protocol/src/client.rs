@@ -38,6 +38,14 @@ impl ClientError {
     }
 }
 
+/// Installs the workspace's one TLS crypto provider (ring) as the process
+/// default, once. reqwest and sqlx are built against it; installing it
+/// explicitly avoids rustls' runtime panic when no provider, or two, are
+/// available. Safe to call many times.
+pub fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Runner protocol client bound to one server, key and runner id.
 #[derive(Clone)]
 pub struct RunnerClient {
@@ -78,6 +86,7 @@ impl RunnerClient {
         runner_id: RunnerId,
         request_timeout: Duration,
     ) -> Result<Self, ClientError> {
+        ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(request_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -100,7 +109,10 @@ impl RunnerClient {
         format!("{}{path}", self.base)
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let resp = req
             .bearer_auth(&self.key)
             .send()
@@ -114,8 +126,17 @@ impl RunnerClient {
                 String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
             ))
         })?;
-        if let Some(ApiErrorBody { title, status, detail }) = env.error {
-            return Err(ClientError::Api { status, title, detail });
+        if let Some(ApiErrorBody {
+            title,
+            status,
+            detail,
+        }) = env.error
+        {
+            return Err(ClientError::Api {
+                status,
+                title,
+                detail,
+            });
         }
         let data = env.data.unwrap_or(serde_json::Value::Null);
         serde_json::from_value(data).map_err(|e| ClientError::Decode(e.to_string()))
@@ -129,7 +150,10 @@ impl RunnerClient {
             .header(HEADER_RUNNER_ID, self.runner_id.as_str())
             .header(HEADER_RUNNER_NAME, &reg.name)
             .header(HEADER_RUNNER_VERSION, &reg.version)
-            .header(HEADER_RUNNER_MAX_CONCURRENCY, reg.max_concurrency.to_string())
+            .header(
+                HEADER_RUNNER_MAX_CONCURRENCY,
+                reg.max_concurrency.to_string(),
+            )
             .header(HEADER_RUNNER_TAGS, &reg.tags);
         self.send(req).await
     }
@@ -143,13 +167,20 @@ impl RunnerClient {
         let req = self
             .http
             .post(self.url(&format!("/api/runners/{}/heartbeat", self.runner_id)))
-            .json(&HeartbeatRequest { status, active_jobs });
+            .json(&HeartbeatRequest {
+                status,
+                active_jobs,
+            });
         self.send(req).await
     }
 
     /// `GET /api/runners/tasks/pending`: claims up to `limit` tasks, holding
     /// the request up to `wait` if none is pending.
-    pub async fn poll(&self, limit: u32, wait: Duration) -> Result<Vec<TaskAssignment>, ClientError> {
+    pub async fn poll(
+        &self,
+        limit: u32,
+        wait: Duration,
+    ) -> Result<Vec<TaskAssignment>, ClientError> {
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         let req = self
             .http

@@ -6,7 +6,7 @@
 
 use crate::clock::DynClock;
 use crate::config::Settings;
-use crate::error::{title_for, ApiError};
+use crate::error::{ApiError, title_for};
 use crate::queue::TaskWake;
 use crate::rate_limit::{ClientKey, Limiter};
 use crate::routes;
@@ -14,7 +14,7 @@ use ai_review_protocol::Envelope;
 use ai_review_store::DynStore;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};

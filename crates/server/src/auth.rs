@@ -13,9 +13,9 @@ use ai_review_domain::{ApiKeySecret, Permission, Role, Timestamp};
 use ai_review_protocol::runner::HEADER_API_KEY;
 use ai_review_store::{ApiKey, User};
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
 
 /// `last_used_at` is written at most this often per key, so that
 /// authentication stays a read on the hot path (heartbeats, polls).
@@ -86,9 +86,8 @@ impl FromRequestParts<AppState> for Caller {
                 "authentication required: send an API key as `Authorization: Bearer <key>` or `x-api-key: <key>` (create one with `ai-review admin create-api-key`)",
             )
         })?;
-        let secret = ApiKeySecret::parse(raw).map_err(|e| {
-            ApiError::unauthorized(format!("malformed API key: {}", e.reason))
-        })?;
+        let secret = ApiKeySecret::parse(raw)
+            .map_err(|e| ApiError::unauthorized(format!("malformed API key: {}", e.reason)))?;
         let now = state.clock.now();
         let (key, user) = state
             .store

@@ -2,8 +2,8 @@
 //! through a [`Clock`], so tests can move time forward instead of sleeping.
 
 use ai_review_domain::Timestamp;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {

@@ -81,13 +81,18 @@ impl ServerConfig {
 
     /// Validates the options into [`Settings`].
     pub fn settings(&self) -> Result<Settings, String> {
-        let ip: std::net::IpAddr = self
-            .host
-            .parse()
-            .map_err(|_| format!("HOST={:?} is not an IP address (e.g. 0.0.0.0 or 127.0.0.1)", self.host))?;
+        let ip: std::net::IpAddr = self.host.parse().map_err(|_| {
+            format!(
+                "HOST={:?} is not an IP address (e.g. 0.0.0.0 or 127.0.0.1)",
+                self.host
+            )
+        })?;
         let mut problems = Vec::new();
         for (name, v) in [
-            ("RUNNER_HEARTBEAT_TIMEOUT_MS", self.runner_heartbeat_timeout_ms),
+            (
+                "RUNNER_HEARTBEAT_TIMEOUT_MS",
+                self.runner_heartbeat_timeout_ms,
+            ),
             ("TASK_LEASE_MS", self.task_lease_ms),
             ("TASK_UNCLAIMED_EXPIRY_MS", self.task_unclaimed_expiry_ms),
             ("REAPER_INTERVAL_MS", self.reaper_interval_ms),
@@ -127,7 +132,10 @@ impl ServerConfig {
 /// The database URL for a data directory and an explicit URL, either
 /// optional: the URL if given, else `ai-review.db` in the data directory
 /// (itself defaulting as documented on [`ServerConfig::data_dir`]).
-pub fn resolve_database_url(data_dir: Option<&std::path::Path>, database_url: Option<&str>) -> String {
+pub fn resolve_database_url(
+    data_dir: Option<&std::path::Path>,
+    database_url: Option<&str>,
+) -> String {
     match database_url {
         Some(u) => u.to_owned(),
         None => {

@@ -7,9 +7,9 @@
 use ai_review_domain::ParseError;
 use ai_review_protocol::Envelope;
 use ai_review_store::StoreError;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 /// An API error: status, machine title, human detail.
 #[derive(Debug)]
@@ -119,9 +119,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotActive { state } => ApiError::conflict(format!(
                 "the task is {state}: this runner no longer holds it and must stop working on it"
             )),
-            StoreError::NotHolder => {
-                ApiError::forbidden("this task is held by another runner")
-            }
+            StoreError::NotHolder => ApiError::forbidden("this task is held by another runner"),
             e @ (StoreError::Corrupt(_) | StoreError::Backend(_)) => ApiError::internal(&e),
         }
     }

@@ -23,4 +23,4 @@ pub mod routes;
 pub mod startup;
 
 pub use config::ServerConfig;
-pub use startup::{open_store, RunningServer};
+pub use startup::{RunningServer, open_store};

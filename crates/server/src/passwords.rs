@@ -1,9 +1,9 @@
 //! Password hashing with Argon2id (default parameters: 19 MiB, 2 passes),
 //! stored as PHC strings.
 
+use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -55,6 +55,9 @@ mod tests {
         assert!(verify_password("correct horse", &a));
         assert!(!verify_password("wrong horse", &a));
         assert!(!verify_password("correct horse", "not a hash"));
-        assert!(matches!(hash_password("short"), Err(PasswordError::TooShort)));
+        assert!(matches!(
+            hash_password("short"),
+            Err(PasswordError::TooShort)
+        ));
     }
 }

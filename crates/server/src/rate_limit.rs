@@ -31,7 +31,11 @@ impl ClientKey {
 
 /// The keyed limiter.
 pub struct Limiter {
-    inner: RateLimiter<ClientKey, governor::state::keyed::DefaultKeyedStateStore<ClientKey>, DefaultClock>,
+    inner: RateLimiter<
+        ClientKey,
+        governor::state::keyed::DefaultKeyedStateStore<ClientKey>,
+        DefaultClock,
+    >,
 }
 
 impl Limiter {
@@ -46,9 +50,9 @@ impl Limiter {
 
     /// `Ok` if the request may proceed, else how long to wait.
     pub fn check(&self, key: &ClientKey) -> Result<(), Duration> {
-        self.inner.check_key(key).map_err(|not_until| {
-            not_until.wait_time_from(DefaultClock::default().now())
-        })
+        self.inner
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     /// Forgets clients whose buckets are full again (bounded memory).

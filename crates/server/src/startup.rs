@@ -1,12 +1,13 @@
 //! Opening the store and running the server (and stopping it) — the same
 //! path for `ai-review server` and the tests.
 
-use crate::app::{router, AppState};
+use crate::app::{AppState, router};
 use crate::clock::DynClock;
 use crate::config::Settings;
-use crate::queue::{run_reaper, TaskWake};
+use crate::queue::{TaskWake, run_reaper};
 use crate::rate_limit::Limiter;
 use ai_review_store::{DynStore, StoreError};
+use ai_review_store_postgres::PgStore;
 use ai_review_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -44,7 +45,10 @@ pub enum OpenStoreError {
 pub async fn open_store(url: &str) -> Result<DynStore, OpenStoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let file = path.split('?').next().unwrap_or(path);
-        if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = Path::new(file)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir).map_err(|source| OpenStoreError::DataDir {
                 path: dir.display().to_string(),
                 source,
@@ -52,10 +56,19 @@ pub async fn open_store(url: &str) -> Result<DynStore, OpenStoreError> {
         }
         let s = SqliteStore::connect(url)
             .await
-            .map_err(|source| OpenStoreError::Store { backend: "sqlite", source })?;
+            .map_err(|source| OpenStoreError::Store {
+                backend: "sqlite",
+                source,
+            })?;
         Ok(Arc::new(s))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Err(OpenStoreError::UnsupportedUrl("TEMP".into()))
+        let s = PgStore::connect(url)
+            .await
+            .map_err(|source| OpenStoreError::Store {
+                backend: "postgres",
+                source,
+            })?;
+        Ok(Arc::new(s))
     } else {
         let shown = url.split('@').next_back().unwrap_or("").to_owned();
         Err(OpenStoreError::UnsupportedUrl(shown))

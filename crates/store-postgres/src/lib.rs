@@ -1,1 +1,943 @@
-//! PostgreSQL backend (in progress).
+//! PostgreSQL backend of the ai-review store: the scale-out store.
+//!
+//! Several server replicas share one database. Claims use
+//! `FOR UPDATE SKIP LOCKED`, so concurrent claimers on any replica never
+//! receive the same task and never wait on each other; read-check-write
+//! operations lock their task row (`SELECT … FOR UPDATE`); the reaper's
+//! sweeps skip rows another replica is already handling. Migrations run
+//! under a transaction-scoped advisory lock, so replicas starting together
+//! apply each migration once.
+
+use ai_review_domain::{
+    ApiKeyDigest, ApiKeyId, Attempt, Email, ReviewId, ReviewStatus, RunnerId, TaskId, TaskState,
+    Timestamp, UserId,
+};
+use ai_review_store::rows::{
+    ApiKeyRow, LogLineRow, ReviewRow, RunnerRow, TaskAttemptRow, TaskEventRow, TaskRow, UserRow,
+    check_task_ref, convert_all, db_error, permissions_json, tags_json,
+};
+use ai_review_store::{
+    ApiKey, Claim, Heartbeat, HeartbeatOutcome, LogAppend, LogAppendOutcome, LogLine, NewApiKey,
+    NewReview, NewUser, PhaseReport, ReapReport, Review, ReviewFilter, Runner, RunnerRegistration,
+    Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef,
+    TaskResult, User, api_key_columns, policy, review_columns, runner_columns, task_columns,
+    user_columns,
+};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use std::time::Duration;
+
+mod migrate;
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:pass@host:5432/db`), with a pool
+    /// of up to 16 connections, and runs pending migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(db_error)?;
+        migrate::run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+/// Loads a task and locks its row until the transaction ends.
+async fn load_task(c: &mut PgConnection, id: &TaskId) -> StoreResult<Task> {
+    let row: Option<TaskRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_error)?;
+    row.ok_or_else(|| StoreError::not_found("task", id))?
+        .try_into()
+}
+
+async fn event(
+    c: &mut PgConnection,
+    task: &TaskId,
+    attempt: Attempt,
+    kind: &str,
+    detail: &str,
+    at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO task_events (task_id, attempt, kind, detail, at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(task.as_str())
+    .bind(i64::from(attempt.0))
+    .bind(kind)
+    .bind(detail)
+    .bind(at.as_millis())
+    .execute(&mut *c)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+async fn set_review_status(
+    c: &mut PgConnection,
+    review: &ReviewId,
+    state: TaskState,
+    now: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE reviews SET status = $2, updated_at = $3 WHERE id = $1")
+        .bind(review.as_str())
+        .bind(ReviewStatus::from_task_state(state).as_str())
+        .bind(now.as_millis())
+        .execute(&mut *c)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+async fn close_attempt(
+    c: &mut PgConnection,
+    task: &TaskId,
+    attempt: Attempt,
+    outcome: &str,
+    reason: Option<&str>,
+    digest: Option<&str>,
+    now: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE task_attempts SET finished_at = $3, outcome = $4, reason = $5, result_digest = $6 \
+         WHERE task_id = $1 AND attempt = $2",
+    )
+    .bind(task.as_str())
+    .bind(i64::from(attempt.0))
+    .bind(now.as_millis())
+    .bind(outcome)
+    .bind(reason)
+    .bind(digest)
+    .execute(&mut *c)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Writes a policy decision for an active task: new state, cleared lease,
+/// the review's mirrored status and a history event.
+async fn apply_transition(
+    c: &mut PgConnection,
+    task: &Task,
+    t: &policy::Transition,
+    result: Option<&serde_json::Value>,
+    requeue_expires_at: Timestamp,
+    now: Timestamp,
+) -> StoreResult<Task> {
+    let terminal = t.state.is_terminal();
+    let row: TaskRow = sqlx::query_as(concat!(
+        "UPDATE tasks SET state = $2, failure_reason = $3, lease_expires_at = NULL, phase = NULL, \
+         runner_id = CASE WHEN $4::boolean THEN runner_id ELSE NULL END, \
+         expires_at = CASE WHEN $4::boolean THEN expires_at ELSE $5 END, \
+         result = COALESCE($6::text, result), updated_at = $7, \
+         finished_at = CASE WHEN $4::boolean THEN $7 ELSE NULL END \
+         WHERE id = $1 RETURNING ",
+        task_columns!()
+    ))
+    .bind(task.id.as_str())
+    .bind(t.state.as_str())
+    .bind(t.failure_reason.as_deref())
+    .bind(terminal)
+    .bind(requeue_expires_at.as_millis())
+    .bind(result.map(ToString::to_string))
+    .bind(now.as_millis())
+    .fetch_one(&mut *c)
+    .await
+    .map_err(db_error)?;
+    event(c, &task.id, task.attempt, t.event, &t.detail, now).await?;
+    if terminal {
+        set_review_status(c, &task.review_id, t.state, now).await?;
+    }
+    row.try_into()
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn create_user(&self, u: NewUser) -> StoreResult<User> {
+        sqlx::query(
+            "INSERT INTO users (id, email, password_hash, role, permissions, disabled, created_at) \
+             VALUES ($1, $2, $3, $4, $5, FALSE, $6)",
+        )
+        .bind(u.id.as_str())
+        .bind(u.email.as_str())
+        .bind(&u.password_hash)
+        .bind(u.role.as_str())
+        .bind(permissions_json(&u.permissions))
+        .bind(u.now.as_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match db_error(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("a user with email {} already exists", u.email))
+            }
+            other => other,
+        })?;
+        Ok(User {
+            id: u.id,
+            email: u.email,
+            password_hash: u.password_hash,
+            role: u.role,
+            permissions: u.permissions,
+            disabled: false,
+            created_at: u.now,
+        })
+    }
+
+    async fn user_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email = $1"
+        ))
+        .bind(email.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(User::try_from).transpose()
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(User::try_from).transpose()
+    }
+
+    async fn count_admins(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(n.unsigned_abs())
+    }
+
+    async fn create_api_key(&self, k: NewApiKey) -> StoreResult<ApiKey> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, prefix, digest, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(k.id.as_str())
+        .bind(k.user_id.as_str())
+        .bind(&k.name)
+        .bind(&k.prefix)
+        .bind(k.digest.as_str())
+        .bind(k.now.as_millis())
+        .bind(k.expires_at.map(Timestamp::as_millis))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(ApiKey {
+            id: k.id,
+            user_id: k.user_id,
+            name: k.name,
+            prefix: k.prefix,
+            digest: k.digest,
+            created_at: k.now,
+            last_used_at: None,
+            expires_at: k.expires_at,
+            revoked_at: None,
+        })
+    }
+
+    async fn authenticate_api_key(
+        &self,
+        digest: &ApiKeyDigest,
+        now: Timestamp,
+    ) -> StoreResult<Option<(ApiKey, User)>> {
+        let key: Option<ApiKeyRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE digest = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2)"
+        ))
+        .bind(digest.as_str())
+        .bind(now.as_millis())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let Some(key) = key else { return Ok(None) };
+        let key = ApiKey::try_from(key)?;
+        if !key.digest.ct_eq(digest) {
+            return Ok(None);
+        }
+        match self.user_by_id(&key.user_id).await? {
+            Some(user) if !user.disabled => Ok(Some((key, user))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn touch_api_key(&self, id: &ApiKeyId, now: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(now.as_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn list_api_keys(&self, owner: &UserId) -> StoreResult<Vec<ApiKey>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(owner.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        convert_all(rows)
+    }
+
+    async fn api_key_by_id(&self, id: &ApiKeyId) -> StoreResult<Option<ApiKey>> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(ApiKey::try_from).transpose()
+    }
+
+    async fn revoke_api_key(&self, id: &ApiKeyId, now: Timestamp) -> StoreResult<ApiKey> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(concat!(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING ",
+            api_key_columns!()
+        ))
+        .bind(id.as_str())
+        .bind(now.as_millis())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.ok_or_else(|| StoreError::not_found("API key", id))?
+            .try_into()
+    }
+
+    async fn register_runner(&self, reg: RunnerRegistration) -> StoreResult<Runner> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT owner_id FROM runners WHERE id = $1 FOR UPDATE")
+                .bind(reg.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        if owner.is_some_and(|o| o != reg.owner.as_str()) {
+            return Err(StoreError::Conflict(format!(
+                "runner id {} is registered by another user; pick another RUNNER_NAME/x-runner-id",
+                reg.id
+            )));
+        }
+        let row: RunnerRow = sqlx::query_as(concat!(
+            "INSERT INTO runners (id, name, version, max_concurrency, tags, status, active_jobs, \
+             owner_id, registered_at, last_heartbeat_at) \
+             VALUES ($1, $2, $3, $4, $5, 'online', 0, $6, $7, $7) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version, \
+             max_concurrency = excluded.max_concurrency, tags = excluded.tags, status = 'online', \
+             last_heartbeat_at = excluded.last_heartbeat_at RETURNING ",
+            runner_columns!()
+        ))
+        .bind(reg.id.as_str())
+        .bind(&reg.name)
+        .bind(&reg.version)
+        .bind(i64::from(reg.max_concurrency))
+        .bind(tags_json(&reg.tags))
+        .bind(reg.owner.as_str())
+        .bind(reg.now.as_millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        row.try_into()
+    }
+
+    async fn get_runner(&self, id: &RunnerId) -> StoreResult<Option<Runner>> {
+        let row: Option<RunnerRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            runner_columns!(),
+            " FROM runners WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(Runner::try_from).transpose()
+    }
+
+    async fn list_runners(&self) -> StoreResult<Vec<Runner>> {
+        let rows: Vec<RunnerRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            runner_columns!(),
+            " FROM runners ORDER BY last_heartbeat_at DESC, id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        convert_all(rows)
+    }
+
+    async fn heartbeat(&self, hb: Heartbeat) -> StoreResult<HeartbeatOutcome> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let row: Option<RunnerRow> = sqlx::query_as(concat!(
+            "UPDATE runners SET status = $2, active_jobs = $3, last_heartbeat_at = $4 \
+             WHERE id = $1 RETURNING ",
+            runner_columns!()
+        ))
+        .bind(hb.runner_id.as_str())
+        .bind(hb.status.as_str())
+        .bind(i64::from(hb.active_jobs))
+        .bind(hb.now.as_millis())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let runner =
+            Runner::try_from(row.ok_or_else(|| StoreError::not_found("runner", &hb.runner_id))?)?;
+        let held: Vec<(String, bool)> = sqlx::query_as(
+            "UPDATE tasks SET lease_expires_at = $2 \
+             WHERE runner_id = $1 AND state IN ('picked_up', 'executing') \
+             RETURNING id, cancel_requested",
+        )
+        .bind(hb.runner_id.as_str())
+        .bind(hb.lease_until.as_millis())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        let mut renewed = Vec::with_capacity(held.len());
+        let mut cancel = Vec::new();
+        for (id, cancel_requested) in held {
+            let id = TaskId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if cancel_requested {
+                cancel.push(id.clone());
+            }
+            renewed.push(id);
+        }
+        Ok(HeartbeatOutcome {
+            runner,
+            renewed,
+            cancel,
+        })
+    }
+
+    async fn mark_silent_runners_offline(
+        &self,
+        silent_since: Timestamp,
+        _now: Timestamp,
+    ) -> StoreResult<Vec<RunnerId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE runners SET status = 'offline', active_jobs = 0 \
+             WHERE status <> 'offline' AND last_heartbeat_at < $1 RETURNING id",
+        )
+        .bind(silent_since.as_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        ids.iter()
+            .map(|s| RunnerId::parse(s).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    async fn enqueue_review(&self, r: NewReview) -> StoreResult<(Review, Task)> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let review: ReviewRow = sqlx::query_as(concat!(
+            "INSERT INTO reviews (id, task_id, repo_url, base_sha, head_sha, branch, title, status, \
+             created_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $9) RETURNING ",
+            review_columns!()
+        ))
+        .bind(r.id.as_str())
+        .bind(r.task_id.as_str())
+        .bind(r.repo_url.as_str())
+        .bind(r.base_sha.as_str())
+        .bind(r.head_sha.as_str())
+        .bind(r.branch.as_deref())
+        .bind(r.title.as_deref())
+        .bind(r.created_by.as_str())
+        .bind(r.now.as_millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let task: TaskRow = sqlx::query_as(concat!(
+            "INSERT INTO tasks (id, review_id, state, attempt, max_attempts, required_tags, \
+             expires_at, spec, created_at, updated_at) \
+             VALUES ($1, $2, 'pending', 0, $3, $4, $5, $6, $7, $7) RETURNING ",
+            task_columns!()
+        ))
+        .bind(r.task_id.as_str())
+        .bind(r.id.as_str())
+        .bind(i64::from(r.max_attempts))
+        .bind(tags_json(&r.required_tags))
+        .bind(r.expires_at.as_millis())
+        .bind(r.spec.to_string())
+        .bind(r.now.as_millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        event(&mut tx, &r.task_id, Attempt(0), "enqueued", "", r.now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok((review.try_into()?, task.try_into()?))
+    }
+
+    async fn get_review(&self, id: &ReviewId) -> StoreResult<Option<Review>> {
+        let row: Option<ReviewRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            review_columns!(),
+            " FROM reviews WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(Review::try_from).transpose()
+    }
+
+    async fn list_reviews(&self, f: &ReviewFilter) -> StoreResult<(Vec<Review>, u64)> {
+        let status = f.status.map(ReviewStatus::as_str);
+        let start = f.start.map(Timestamp::as_millis);
+        let end = f.end.map(Timestamp::as_millis);
+        let rows: Vec<ReviewRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            review_columns!(),
+            " FROM reviews WHERE ($1::text IS NULL OR status = $1) AND ($2::bigint IS NULL OR created_at >= $2) \
+             AND ($3::bigint IS NULL OR created_at < $3) ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+        ))
+        .bind(status)
+        .bind(start)
+        .bind(end)
+        .bind(i64::from(f.limit))
+        .bind(i64::try_from(f.offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM reviews WHERE ($1::text IS NULL OR status = $1) \
+             AND ($2::bigint IS NULL OR created_at >= $2) AND ($3::bigint IS NULL OR created_at < $3)",
+        )
+        .bind(status)
+        .bind(start)
+        .bind(end)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok((convert_all(rows)?, total.unsigned_abs()))
+    }
+
+    async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>> {
+        let row: Option<TaskRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(Task::try_from).transpose()
+    }
+
+    async fn claim_tasks(&self, c: Claim) -> StoreResult<Vec<Task>> {
+        if c.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+            "UPDATE tasks SET state = 'picked_up', runner_id = $1, attempt = attempt + 1, \
+             phase = NULL, lease_expires_at = $3, updated_at = $2 \
+             WHERE id IN (SELECT t.id FROM tasks t WHERE t.state = 'pending' AND t.expires_at > $2 \
+               AND t.required_tags::jsonb <@ $4::jsonb \
+               ORDER BY t.created_at, t.id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+             RETURNING ",
+            task_columns!()
+        ))
+        .bind(c.runner_id.as_str())
+        .bind(c.now.as_millis())
+        .bind(c.lease_until.as_millis())
+        .bind(tags_json(&c.runner_tags))
+        .bind(i64::from(c.limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let mut tasks: Vec<Task> = convert_all(rows)?;
+        tasks.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        for t in &tasks {
+            sqlx::query(
+                "INSERT INTO task_attempts (task_id, attempt, runner_id, claimed_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(t.id.as_str())
+            .bind(i64::from(t.attempt.0))
+            .bind(c.runner_id.as_str())
+            .bind(c.now.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            event(
+                &mut tx,
+                &t.id,
+                t.attempt,
+                "claimed",
+                c.runner_id.as_str(),
+                c.now,
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(tasks)
+    }
+
+    async fn report_phase(&self, r: &TaskRef, p: PhaseReport) -> StoreResult<Task> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let task = load_task(&mut tx, &r.task_id).await?;
+        check_task_ref(&task, r)?;
+        let row: TaskRow = sqlx::query_as(concat!(
+            "UPDATE tasks SET phase = $2, state = 'executing', lease_expires_at = $3, \
+             updated_at = $4 WHERE id = $1 RETURNING ",
+            task_columns!()
+        ))
+        .bind(r.task_id.as_str())
+        .bind(p.phase.as_str())
+        .bind(p.lease_until.as_millis())
+        .bind(p.now.as_millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        event(
+            &mut tx,
+            &r.task_id,
+            r.attempt,
+            "phase",
+            p.phase.as_str(),
+            p.now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        row.try_into()
+    }
+
+    async fn append_logs(&self, r: &TaskRef, logs: LogAppend) -> StoreResult<LogAppendOutcome> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let task = load_task(&mut tx, &r.task_id).await?;
+        check_task_ref(&task, r)?;
+        let plan = ai_review_store::policy::plan_log_append(task.log_bytes, &logs);
+        for line in logs.lines.iter().take(plan.accepted as usize) {
+            insert_log(
+                &mut tx,
+                &r.task_id,
+                r.attempt,
+                &line.stream,
+                &line.text,
+                line.at,
+            )
+            .await?;
+        }
+        if let Some(marker) = &plan.marker {
+            insert_log(&mut tx, &r.task_id, r.attempt, "runner", marker, logs.now).await?;
+        }
+        sqlx::query("UPDATE tasks SET log_bytes = $2 WHERE id = $1")
+            .bind(r.task_id.as_str())
+            .bind(plan.new_log_bytes)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(plan.outcome())
+    }
+
+    async fn task_logs(
+        &self,
+        id: &TaskId,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<LogLine>> {
+        let rows: Vec<LogLineRow> = sqlx::query_as(
+            "SELECT seq, attempt, stream, text, at FROM task_logs \
+             WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(id.as_str())
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        convert_all(rows)
+    }
+
+    async fn submit_result(&self, r: &TaskRef, result: TaskResult) -> StoreResult<SubmitOutcome> {
+        let digest = result.digest();
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let task = load_task(&mut tx, &r.task_id).await?;
+        let previous: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT runner_id, result_digest FROM task_attempts WHERE task_id = $1 AND attempt = $2 \
+             FOR UPDATE",
+        )
+        .bind(r.task_id.as_str())
+        .bind(i64::from(r.attempt.0))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if let Some((runner, Some(prev_digest))) = previous {
+            if runner == r.runner_id.as_str() && prev_digest == digest {
+                return Ok(SubmitOutcome {
+                    task,
+                    duplicate: true,
+                });
+            }
+            if runner == r.runner_id.as_str() {
+                return Err(StoreError::Conflict(format!(
+                    "attempt {} already reported a different result",
+                    r.attempt
+                )));
+            }
+        }
+        check_task_ref(&task, r)?;
+        let t = policy::on_result(&task, &result);
+        close_attempt(
+            &mut tx,
+            &task.id,
+            task.attempt,
+            t.attempt_outcome,
+            result.reason.as_deref(),
+            Some(&digest),
+            result.now,
+        )
+        .await?;
+        let task = apply_transition(
+            &mut tx,
+            &task,
+            &t,
+            result.output.as_ref(),
+            result.requeue_expires_at,
+            result.now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(SubmitOutcome {
+            task,
+            duplicate: false,
+        })
+    }
+
+    async fn cancel_task(&self, id: &TaskId, now: Timestamp) -> StoreResult<Task> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let task = load_task(&mut tx, id).await?;
+        let updated = match task.state {
+            s if s.is_terminal() => {
+                return Err(StoreError::Conflict(format!(
+                    "the task already ended ({s}); nothing to cancel"
+                )));
+            }
+            TaskState::Pending => {
+                let row: TaskRow = sqlx::query_as(concat!(
+                    "UPDATE tasks SET state = 'cancelled', failure_reason = 'cancelled by user', \
+                     updated_at = $2, finished_at = $2 WHERE id = $1 RETURNING ",
+                    task_columns!()
+                ))
+                .bind(id.as_str())
+                .bind(now.as_millis())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                event(
+                    &mut tx,
+                    id,
+                    task.attempt,
+                    "cancelled",
+                    "before any runner claimed it",
+                    now,
+                )
+                .await?;
+                set_review_status(&mut tx, &task.review_id, TaskState::Cancelled, now).await?;
+                row
+            }
+            _ => {
+                let row: TaskRow = sqlx::query_as(concat!(
+                    "UPDATE tasks SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1 RETURNING ",
+                    task_columns!()
+                ))
+                .bind(id.as_str())
+                .bind(now.as_millis())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if !task.cancel_requested {
+                    let holder = task.runner_id.as_ref().map(RunnerId::as_str).unwrap_or("");
+                    event(&mut tx, id, task.attempt, "cancel_requested", holder, now).await?;
+                }
+                row
+            }
+        };
+        tx.commit().await.map_err(db_error)?;
+        updated.try_into()
+    }
+
+    async fn reap_expired_leases(
+        &self,
+        now: Timestamp,
+        requeue_expires_at: Timestamp,
+    ) -> StoreResult<ReapReport> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE state IN ('picked_up', 'executing') AND lease_expires_at < $1 \
+             FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(now.as_millis())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let mut report = ReapReport::default();
+        for task in convert_all::<_, Task>(rows)? {
+            let t = policy::on_lease_expired(&task);
+            event(&mut tx, &task.id, task.attempt, "lease_expired", "", now).await?;
+            close_attempt(
+                &mut tx,
+                &task.id,
+                task.attempt,
+                t.attempt_outcome,
+                None,
+                None,
+                now,
+            )
+            .await?;
+            apply_transition(&mut tx, &task, &t, None, requeue_expires_at, now).await?;
+            match t.state {
+                TaskState::Pending => report.requeued.push(task.id),
+                TaskState::Cancelled => report.cancelled.push(task.id),
+                _ => report.failed.push(task.id),
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(report)
+    }
+
+    async fn expire_unclaimed(&self, now: Timestamp) -> StoreResult<Vec<TaskId>> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE state = 'pending' AND expires_at <= $1 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(now.as_millis())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let mut ids = Vec::new();
+        for task in convert_all::<_, Task>(rows)? {
+            let reason = policy::expiry_reason(&task);
+            sqlx::query(
+                "UPDATE tasks SET state = 'expired', failure_reason = $2, updated_at = $3, \
+                 finished_at = $3 WHERE id = $1",
+            )
+            .bind(task.id.as_str())
+            .bind(&reason)
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            event(&mut tx, &task.id, task.attempt, "expired", &reason, now).await?;
+            set_review_status(&mut tx, &task.review_id, TaskState::Expired, now).await?;
+            ids.push(task.id);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(ids)
+    }
+
+    async fn task_events(&self, id: &TaskId) -> StoreResult<Vec<TaskEvent>> {
+        let rows: Vec<TaskEventRow> = sqlx::query_as(
+            "SELECT attempt, kind, detail, at FROM task_events WHERE task_id = $1 ORDER BY id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        convert_all(rows)
+    }
+
+    async fn task_attempts(&self, id: &TaskId) -> StoreResult<Vec<TaskAttempt>> {
+        let rows: Vec<TaskAttemptRow> = sqlx::query_as(
+            "SELECT attempt, runner_id, claimed_at, finished_at, outcome, reason \
+             FROM task_attempts WHERE task_id = $1 ORDER BY attempt",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        convert_all(rows)
+    }
+
+    async fn queue_counts(&self) -> StoreResult<Vec<(TaskState, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM tasks GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(s, n)| {
+                TaskState::parse(&s)
+                    .map(|s| (s, n.unsigned_abs()))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+}
+
+async fn insert_log(
+    c: &mut PgConnection,
+    task: &TaskId,
+    attempt: Attempt,
+    stream: &str,
+    text: &str,
+    at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO task_logs (task_id, attempt, stream, text, at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(task.as_str())
+    .bind(i64::from(attempt.0))
+    .bind(stream)
+    .bind(text)
+    .bind(at.as_millis())
+    .execute(&mut *c)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}

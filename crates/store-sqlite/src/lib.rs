@@ -66,12 +66,6 @@ impl SqliteStore {
             .map_err(db_error)?;
         Ok(Self { writer, reader })
     }
-
-    /// Closes both pools (waits for in-flight queries).
-    pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
-    }
 }
 
 async fn load_task(c: &mut SqliteConnection, id: &TaskId) -> StoreResult<Task> {
@@ -200,6 +194,11 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
     }
 
     async fn create_user(&self, u: NewUser) -> StoreResult<User> {

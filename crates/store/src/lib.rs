@@ -65,6 +65,9 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip to the database, for `GET /api/health`.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Closes the connection pools; later calls fail. Used at shutdown.
+    async fn close(&self);
+
     // ----- users and API keys -------------------------------------------
 
     /// Creates a user. [`StoreError::Conflict`] if the email is taken.

@@ -2,12 +2,13 @@
 //! does not answer.
 
 use crate::app::AppState;
-use ai_review_protocol::api::HealthView;
+use crate::error::ApiError;
 use ai_review_protocol::Envelope;
+use ai_review_protocol::api::HealthView;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use std::time::Duration;
 
 /// Health check.
@@ -22,24 +23,19 @@ pub async fn health(State(state): State<AppState>) -> Response {
         Ok(Ok(())) => Json(Envelope::ok(view("ok"))).into_response(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            unavailable(view("unavailable"))
+            unavailable()
         }
         Err(_) => {
             tracing::error!("health check: database did not answer within 2 s");
-            unavailable(view("unavailable"))
+            unavailable()
         }
     }
 }
 
-fn unavailable(view: HealthView) -> Response {
-    let env = Envelope {
-        data: Some(view),
-        meta: None,
-        error: Some(ai_review_protocol::ApiErrorBody {
-            title: "SERVICE_UNAVAILABLE".into(),
-            status: 503,
-            detail: Some("the database is unreachable".into()),
-        }),
-    };
-    (StatusCode::SERVICE_UNAVAILABLE, Json(env)).into_response()
+fn unavailable() -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database is unreachable; see the server log",
+    )
+    .into_response()
 }

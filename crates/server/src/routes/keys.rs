@@ -2,17 +2,17 @@
 //! `GET /api/api-keys`, `POST /api/api-keys`, `DELETE /api/api-keys/:id`.
 //! Admins may revoke anyone's key.
 
-use crate::app::{ok, AppState};
+use crate::app::{AppState, ok};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::routes::views;
 use ai_review_domain::{ApiKeyId, ApiKeySecret, Role};
-use ai_review_protocol::api::{ApiKeyView, CreateApiKeyRequest, CreatedApiKey, MeView};
 use ai_review_protocol::Envelope;
+use ai_review_protocol::api::{ApiKeyView, CreateApiKeyRequest, CreatedApiKey, MeView};
 use ai_review_store::NewApiKey;
-use axum::extract::{Path, State};
 use axum::Json;
+use axum::extract::{Path, State};
 
 /// The caller and their effective permissions.
 pub async fn me(caller: Caller) -> Json<Envelope<MeView>> {
@@ -99,7 +99,10 @@ pub async fn revoke(
         .await?
         .filter(|k| k.user_id == caller.user.id || caller.user.role == Role::Admin)
         .ok_or_else(|| ApiError::not_found(format!("API key {id} not found among your keys")))?;
-    let revoked = state.store.revoke_api_key(&key.id, state.clock.now()).await?;
+    let revoked = state
+        .store
+        .revoke_api_key(&key.id, state.clock.now())
+        .await?;
     tracing::info!(api_key.id = %id, user.id = %caller.user.id, "API key revoked");
     Ok(ok(views::api_key(revoked)))
 }

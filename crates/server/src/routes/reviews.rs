@@ -2,7 +2,7 @@
 //! `GET /api/reviews/:id` (state, phases, attempts, result),
 //! `POST /api/reviews/:id/cancel`, `GET /api/reviews/:id/logs`.
 
-use crate::app::{ok, AppState};
+use crate::app::{AppState, ok};
 use crate::auth::Caller;
 use crate::config::millis;
 use crate::error::{ApiError, ApiResult};
@@ -13,9 +13,9 @@ use ai_review_protocol::api::{CreateReviewRequest, LogLineView, ReviewView};
 use ai_review_protocol::runner::TaskSpec;
 use ai_review_protocol::{Envelope, Pagination};
 use ai_review_store::{NewReview, Review, ReviewFilter};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 
 fn optional_text(name: &str, v: Option<String>, max: usize) -> ApiResult<Option<String>> {
@@ -121,7 +121,10 @@ pub async fn cancel(
             "only the review's creator or an admin may cancel it",
         ));
     }
-    state.store.cancel_task(&review.task_id, state.clock.now()).await?;
+    state
+        .store
+        .cancel_task(&review.task_id, state.clock.now())
+        .await?;
     tracing::info!(review.id = %review.id, "cancellation requested");
     let review = load(&state, &id).await?;
     Ok(ok(detail(&state, review).await?))
@@ -194,7 +197,8 @@ pub async fn list(
     let mut items = Vec::with_capacity(rows.len());
     for r in rows {
         let task = state.store.get_task(&r.task_id).await?;
-        let task = task.ok_or_else(|| ApiError::not_found(format!("task {} not found", r.task_id)))?;
+        let task =
+            task.ok_or_else(|| ApiError::not_found(format!("task {} not found", r.task_id)))?;
         items.push(views::review(r, views::task(task, Vec::new(), Vec::new())));
     }
     let mut stats = ReviewStats::default();

@@ -5,7 +5,7 @@
 //! user's key are 403. Task calls must present the claim's attempt
 //! (fencing value); a stale one is 409 and changes nothing.
 
-use crate::app::{ok, AppState};
+use crate::app::{AppState, ok};
 use crate::auth::Caller;
 use crate::config::millis;
 use crate::error::{ApiError, ApiResult};
@@ -13,15 +13,15 @@ use crate::extract::{ApiJson, ApiQuery};
 use crate::queue::POLL_RECHECK;
 use crate::routes::views;
 use ai_review_domain::{RunnerId, TagSet, TaskId, TaskState, Timestamp};
-use ai_review_protocol::runner::*;
 use ai_review_protocol::Envelope;
+use ai_review_protocol::runner::*;
 use ai_review_store::{
     Claim, Heartbeat, LogAppend, LogLine, PhaseReport, Runner, RunnerRegistration, TaskRef,
     TaskResult,
 };
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::Json;
 use tokio::time::Instant;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a str>> {
@@ -142,7 +142,11 @@ pub async fn get_one(
         .get_runner(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("runner {id} not found")))?;
-    Ok(ok(views::runner(runner, state.clock.now(), state.settings.heartbeat_timeout)))
+    Ok(ok(views::runner(
+        runner,
+        state.clock.now(),
+        state.settings.heartbeat_timeout,
+    )))
 }
 
 /// `POST /api/runners/:id/heartbeat`.
@@ -190,7 +194,8 @@ pub async fn pending(
         )));
     }
     let runner = runner_for_caller(&state, &caller, &id).await?;
-    let wait = std::time::Duration::from_millis(q.wait.unwrap_or(0)).min(state.settings.max_poll_wait);
+    let wait =
+        std::time::Duration::from_millis(q.wait.unwrap_or(0)).min(state.settings.max_poll_wait);
     let deadline = Instant::now() + wait;
     let mut shutdown = state.shutdown.clone();
     loop {
@@ -317,7 +322,14 @@ pub async fn logs(
     let max_bytes = i64::try_from(state.settings.task_log_max_bytes).unwrap_or(i64::MAX);
     let out = state
         .store
-        .append_logs(&r, LogAppend { lines, max_bytes, now })
+        .append_logs(
+            &r,
+            LogAppend {
+                lines,
+                max_bytes,
+                now,
+            },
+        )
         .await?;
     Ok(ok(LogsResponse {
         accepted: out.accepted,

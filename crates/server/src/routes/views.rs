@@ -2,7 +2,9 @@
 
 use crate::config::millis;
 use ai_review_domain::{RunnerStatus, Timestamp};
-use ai_review_protocol::api::{ApiKeyView, AttemptView, EventView, LogLineView, ReviewView, TaskView};
+use ai_review_protocol::api::{
+    ApiKeyView, AttemptView, EventView, LogLineView, ReviewView, TaskView,
+};
 use ai_review_protocol::runner::{RunnerView, TaskAssignment, TaskSpec};
 use ai_review_store::{ApiKey, LogLine, Review, Runner, StoreError, Task, TaskAttempt, TaskEvent};
 use std::time::Duration;
@@ -12,7 +14,11 @@ use std::time::Duration;
 pub fn runner(r: Runner, now: Timestamp, heartbeat_timeout: Duration) -> RunnerView {
     let silent = now.millis_since(r.last_heartbeat_at) > millis(heartbeat_timeout);
     RunnerView {
-        status: if silent { RunnerStatus::Offline } else { r.status },
+        status: if silent {
+            RunnerStatus::Offline
+        } else {
+            r.status
+        },
         id: r.id,
         name: r.name,
         version: r.version,

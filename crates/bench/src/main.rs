@@ -1,0 +1,392 @@
+//! `ai-review-bench`: measures the server's queue through real HTTP on
+//! loopback. Run in release mode:
+//!
+//! ```text
+//! cargo run --release -p ai-review-bench -- all
+//! cargo run --release -p ai-review-bench -- all --database-url postgres://…
+//! ```
+//!
+//! Scenarios:
+//! * `latency`: one runner long-polls; a client enqueues one task at a time;
+//!   time from sending the enqueue to the runner receiving the task.
+//! * `throughput`: N tasks queued, 16 simulated runners claim and submit
+//!   results as fast as they can; completed tasks per second.
+//! * `heartbeats`: 16 runners heartbeat as fast as they can; heartbeats per
+//!   second and latency.
+//! * `rss`: the `ai-review server` binary's resident memory when idle.
+//!
+//! Clients and server share the machine's cores, as they would in any
+//! single-host benchmark; results are in `docs/benchmarks.md`.
+
+use ai_review_domain::{
+    ApiKeyId, ApiKeySecret, Email, Permission, Role, RunnerId, RunnerStatus, TaskOutcome,
+    Timestamp, UserId,
+};
+use ai_review_protocol::client::{Registration, RunnerClient};
+use ai_review_server::clock::SystemClock;
+use ai_review_server::config::Settings;
+use ai_review_server::{RunningServer, open_store};
+use ai_review_store::{NewApiKey, NewUser};
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmarks of the ai-review server")]
+struct Args {
+    /// Which scenario.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Database URL; default: a fresh SQLite file in a temporary directory.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Repetitions of each scenario (the spread is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Tasks for `latency`.
+    #[arg(long, default_value_t = 500)]
+    latency_tasks: usize,
+    /// Tasks for `throughput`.
+    #[arg(long, default_value_t = 5000)]
+    throughput_tasks: usize,
+    /// Simulated runners for `throughput` and `heartbeats`.
+    #[arg(long, default_value_t = 16)]
+    runners: usize,
+    /// Seconds of heartbeating.
+    #[arg(long, default_value_t = 5)]
+    heartbeat_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Latency,
+    Throughput,
+    Heartbeats,
+    Rss,
+    All,
+}
+
+struct Bench {
+    server: RunningServer,
+    key: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(database_url: Option<&str>) -> anyhow::Result<Bench> {
+    let dir = tempfile::tempdir()?;
+    let url = match database_url {
+        Some(u) => u.to_owned(),
+        None => format!("sqlite://{}", dir.path().join("bench.db").display()),
+    };
+    let store = open_store(&url).await?;
+    let now = Timestamp::now();
+    let email = format!("bench-{}@example.com", UserId::generate());
+    let user = store
+        .create_user(NewUser {
+            id: UserId::generate(),
+            email: Email::parse(&email)?,
+            password_hash: "unused".into(),
+            role: Role::User,
+            permissions: vec![Permission::ReviewCreate],
+            now,
+        })
+        .await?;
+    let secret = ApiKeySecret::generate();
+    store
+        .create_api_key(NewApiKey {
+            id: ApiKeyId::generate(),
+            user_id: user.id,
+            name: "bench".into(),
+            prefix: secret.display_prefix(),
+            digest: secret.digest(),
+            now,
+            expires_at: None,
+        })
+        .await?;
+    let settings = Settings {
+        rate_limit: None,
+        ..Settings::default()
+    };
+    let server = RunningServer::start(settings, store, Arc::new(SystemClock), true).await?;
+    Ok(Bench {
+        server,
+        key: secret.expose().to_owned(),
+        http: reqwest::Client::new(),
+        _dir: dir,
+    })
+}
+
+impl Bench {
+    async fn runner(&self, id: &str) -> anyhow::Result<RunnerClient> {
+        let c = RunnerClient::new(
+            &self.server.url(),
+            &self.key,
+            RunnerId::parse(id)?,
+            Duration::from_secs(30),
+        )?;
+        c.register(&Registration {
+            name: id.into(),
+            version: "bench".into(),
+            max_concurrency: 64,
+            tags: String::new(),
+        })
+        .await?;
+        Ok(c)
+    }
+
+    async fn enqueue(&self) -> anyhow::Result<()> {
+        let body = serde_json::json!({
+            "repoUrl": "https://git.example.com/g/r.git",
+            "baseSha": "a".repeat(40),
+            "headSha": "b".repeat(40),
+        });
+        let resp = self
+            .http
+            .post(format!("{}/api/reviews", self.server.url()))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().as_u16() == 202,
+            "enqueue answered {}",
+            resp.status()
+        );
+        Ok(())
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+async fn latency(args: &Args) -> anyhow::Result<(f64, f64)> {
+    let b = start(args.database_url.as_deref()).await?;
+    let r = b.runner("latency-runner").await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let poller = {
+        let r = r.clone();
+        let n = args.latency_tasks;
+        tokio::spawn(async move {
+            let mut got = 0;
+            while got < n {
+                let tasks = r.poll(1, Duration::from_secs(30)).await?;
+                for t in tasks {
+                    let _ = tx.send(Instant::now());
+                    got += 1;
+                    r.submit_result(
+                        &t.task_id,
+                        t.attempt,
+                        TaskOutcome::Succeeded,
+                        None,
+                        false,
+                        None,
+                    )
+                    .await?;
+                }
+            }
+            anyhow::Ok(())
+        })
+    };
+    let mut samples = Vec::with_capacity(args.latency_tasks);
+    for _ in 0..args.latency_tasks {
+        // Let the runner get back into its long-poll before the next enqueue.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let t0 = Instant::now();
+        b.enqueue().await?;
+        let t1 = rx.recv().await.context("poller stopped")?;
+        samples.push(t1.saturating_duration_since(t0).as_secs_f64() * 1000.0);
+    }
+    poller.await??;
+    b.server.stop().await?;
+    samples.sort_by(f64::total_cmp);
+    Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
+}
+
+async fn throughput(args: &Args) -> anyhow::Result<f64> {
+    let b = start(args.database_url.as_deref()).await?;
+    for _ in 0..args.throughput_tasks {
+        b.enqueue().await?;
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..args.runners {
+        let r = b.runner(&format!("tp-{i}")).await?;
+        let done = done.clone();
+        handles.push(tokio::spawn(async move {
+            loop {
+                let tasks = r.poll(1, Duration::ZERO).await?;
+                if tasks.is_empty() {
+                    return anyhow::Ok(());
+                }
+                for t in tasks {
+                    r.submit_result(
+                        &t.task_id,
+                        t.attempt,
+                        TaskOutcome::Succeeded,
+                        None,
+                        false,
+                        Some(serde_json::json!({"ok": true})),
+                    )
+                    .await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        n as usize == args.throughput_tasks,
+        "completed {n} of {}",
+        args.throughput_tasks
+    );
+    b.server.stop().await?;
+    Ok(n as f64 / secs)
+}
+
+async fn heartbeats(args: &Args) -> anyhow::Result<(f64, f64, f64)> {
+    let b = start(args.database_url.as_deref()).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for i in 0..args.runners {
+        let r = b.runner(&format!("hb-{i}")).await?;
+        let stop = stop.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                r.heartbeat(RunnerStatus::Online, 0).await?;
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.heartbeat_secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await??);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    b.server.stop().await?;
+    all.sort_by(f64::total_cmp);
+    Ok((
+        all.len() as f64 / secs,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+    ))
+}
+
+fn rss_idle() -> anyhow::Result<f64> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("ai-review");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: build it first (cargo build --release -p ai-review)",
+        bin.display()
+    );
+    let dir = tempfile::tempdir()?;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let mut child = std::process::Command::new(&bin)
+        .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("AI_REVIEW_DATA_DIR", dir.path())
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(3));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
+    child.kill()?;
+    child.wait()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .context("no VmRSS")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+fn spread(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    format!(
+        "median {:.2} (min {:.2}, max {:.2}, n={})",
+        percentile(&s, 0.5),
+        min,
+        max,
+        v.len()
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    ai_review_protocol::client::ensure_crypto_provider();
+    let args = Args::parse();
+    let backend = if args.database_url.is_some() {
+        "postgres/external"
+    } else {
+        "sqlite"
+    };
+    println!("# ai-review-bench ({backend}, {} runs)", args.runs);
+    let all = args.scenario == Scenario::All;
+    if all || args.scenario == Scenario::Latency {
+        let (mut p50, mut p99) = (Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            let (a, b) = latency(&args).await?;
+            p50.push(a);
+            p99.push(b);
+        }
+        println!("enqueue→claim latency p50 ms: {}", spread(&p50));
+        println!("enqueue→claim latency p99 ms: {}", spread(&p99));
+    }
+    if all || args.scenario == Scenario::Throughput {
+        let mut tps = Vec::new();
+        for _ in 0..args.runs {
+            tps.push(throughput(&args).await?);
+        }
+        println!(
+            "claim→result throughput, {} runners, tasks/s: {}",
+            args.runners,
+            spread(&tps)
+        );
+    }
+    if all || args.scenario == Scenario::Heartbeats {
+        let (mut rate, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            let (r, a, b) = heartbeats(&args).await?;
+            rate.push(r);
+            p50.push(a);
+            p99.push(b);
+        }
+        println!("heartbeats/s ({} runners): {}", args.runners, spread(&rate));
+        println!("heartbeat latency p50 ms: {}", spread(&p50));
+        println!("heartbeat latency p99 ms: {}", spread(&p99));
+    }
+    if (all || args.scenario == Scenario::Rss) && args.database_url.is_none() {
+        let mut rss = Vec::new();
+        for _ in 0..args.runs {
+            rss.push(rss_idle()?);
+        }
+        println!("server RSS idle MiB: {}", spread(&rss));
+    }
+    Ok(())
+}
