@@ -1,0 +1,152 @@
+//! Two server replicas sharing one PostgreSQL database: concurrent claims
+//! and concurrent reaper passes never process a task twice, and concurrent
+//! startups apply migrations once.
+
+use ai_review_domain::*;
+use ai_review_store::*;
+use ai_review_store_postgres::PgStore;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+const LEASE: i64 = 30_000;
+
+async fn two_replicas() -> (DynStore, DynStore) {
+    let url = ai_review_pg_testing::fresh_database_url().await;
+    // Both replicas start at once and race to migrate.
+    let (a, b) = tokio::join!(PgStore::connect(&url), PgStore::connect(&url));
+    (
+        Arc::new(a.expect("replica a")),
+        Arc::new(b.expect("replica b")),
+    )
+}
+
+async fn fixtures(store: &DynStore, tasks: usize, now: Timestamp) -> (User, Vec<TaskId>) {
+    let user = store
+        .create_user(NewUser {
+            id: UserId::generate(),
+            email: Email::parse("ops@example.com").expect("email"),
+            password_hash: "x".into(),
+            role: Role::User,
+            permissions: vec![],
+            now,
+        })
+        .await
+        .expect("user");
+    let mut ids = Vec::new();
+    for i in 0..tasks {
+        let (_, t) = store
+            .enqueue_review(NewReview {
+                id: ReviewId::generate(),
+                task_id: TaskId::generate(),
+                repo_url: RepoUrl::parse("https://h/r.git").expect("url"),
+                base_sha: CommitSha::parse(&"a".repeat(40)).expect("sha"),
+                head_sha: CommitSha::parse(&"b".repeat(40)).expect("sha"),
+                branch: None,
+                title: None,
+                created_by: user.id.clone(),
+                required_tags: TagSet::default(),
+                max_attempts: 3,
+                expires_at: now.plus_millis(3_600_000),
+                spec: serde_json::json!({}),
+                now: now.plus_millis(i as i64),
+            })
+            .await
+            .expect("enqueue");
+        ids.push(t.id);
+    }
+    (user, ids)
+}
+
+async fn register(store: &DynStore, owner: &User, id: &str, now: Timestamp) -> RunnerId {
+    store
+        .register_runner(RunnerRegistration {
+            id: RunnerId::parse(id).expect("id"),
+            name: id.into(),
+            version: "t".into(),
+            max_concurrency: 8,
+            tags: TagSet::default(),
+            owner: owner.id.clone(),
+            now,
+        })
+        .await
+        .expect("register")
+        .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_through_two_replicas_never_share_a_task() {
+    let (a, b) = two_replicas().await;
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    let (user, ids) = fixtures(&a, 50, now).await;
+    let mut handles = Vec::new();
+    for n in 0..8 {
+        let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+        let runner = register(&store, &user, &format!("r{n}"), now).await;
+        handles.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let claim = Claim {
+                    runner_id: runner.clone(),
+                    runner_tags: TagSet::default(),
+                    limit: 2,
+                    now: now.plus_millis(1000),
+                    lease_until: now.plus_millis(1000 + LEASE),
+                };
+                let batch = store.claim_tasks(claim).await.expect("claim");
+                if batch.is_empty() {
+                    break got;
+                }
+                got.extend(batch.into_iter().map(|t| t.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for h in handles {
+        for id in h.await.expect("join") {
+            assert!(
+                seen.insert(id.clone()),
+                "task {id} claimed twice across replicas"
+            );
+        }
+    }
+    assert_eq!(seen, ids.into_iter().collect::<HashSet<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reapers_on_two_replicas_requeue_each_task_once() {
+    let (a, b) = two_replicas().await;
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    let (user, ids) = fixtures(&a, 30, now).await;
+    let runner = register(&a, &user, "dies", now).await;
+    let claimed = a
+        .claim_tasks(Claim {
+            runner_id: runner,
+            runner_tags: TagSet::default(),
+            limit: 30,
+            now,
+            lease_until: now.plus_millis(LEASE),
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 30);
+    let later = now.plus_millis(LEASE + 1);
+    let requeue_expiry = later.plus_millis(3_600_000);
+    let (ra, rb) = tokio::join!(
+        a.reap_expired_leases(later, requeue_expiry),
+        b.reap_expired_leases(later, requeue_expiry)
+    );
+    let (ra, rb) = (ra.expect("reap a"), rb.expect("reap b"));
+    assert_eq!(ra.requeued.len() + rb.requeued.len(), 30, "{ra:?} {rb:?}");
+    for id in &ids {
+        let requeues = a
+            .task_events(id)
+            .await
+            .expect("events")
+            .iter()
+            .filter(|e| e.kind == "requeued")
+            .count();
+        assert_eq!(requeues, 1, "task {id}");
+        let t = b.get_task(id).await.expect("get").expect("task");
+        assert_eq!((t.state, t.attempt), (TaskState::Pending, Attempt(1)));
+    }
+}
