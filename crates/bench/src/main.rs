@@ -121,14 +121,17 @@ async fn start(database_url: Option<&str>) -> anyhow::Result<Bench> {
 
 impl Bench {
     async fn runner(&self, id: &str) -> anyhow::Result<RunnerClient> {
+        // Unique per run: a reused database keeps earlier runs' runners,
+        // owned by earlier runs' users.
+        let id = format!("{id}-{}", &UserId::generate().as_str()[24..]);
         let c = RunnerClient::new(
             &self.server.url(),
             &self.key,
-            RunnerId::parse(id)?,
+            RunnerId::parse(&id)?,
             Duration::from_secs(30),
         )?;
         c.register(&Registration {
-            name: id.into(),
+            name: id.clone(),
             version: "bench".into(),
             max_concurrency: 64,
             tags: String::new(),

@@ -41,6 +41,10 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Per-client rate limiter, if enabled.
     pub limiter: Option<Arc<Limiter>>,
+    /// Runner id → owning user. Ownership never changes once registered,
+    /// so this cache is always right and saves a read on every heartbeat
+    /// and task call.
+    pub runner_owners: Arc<std::sync::RwLock<std::collections::HashMap<ai_review_domain::RunnerId, ai_review_domain::UserId>>>,
 }
 
 /// Builds the router for `state`.

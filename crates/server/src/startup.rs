@@ -107,6 +107,7 @@ impl RunningServer {
             wake: Arc::new(TaskWake::default()),
             shutdown: rx.clone(),
             limiter,
+            runner_owners: Arc::default(),
         };
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let mut stop = rx.clone();

@@ -14,13 +14,13 @@ use ai_review_domain::{
 };
 use ai_review_store::rows::{
     ApiKeyRow, LogLineRow, ReviewRow, RunnerRow, TaskAttemptRow, TaskEventRow, TaskRow, UserRow,
-    check_task_ref, convert_all, db_error, permissions_json, tags_json,
+    check_task_ref, convert_all, db_error, AuthRow, permissions_json, tags_json,
 };
 use ai_review_store::{
     ApiKey, Claim, Heartbeat, HeartbeatOutcome, LogAppend, LogAppendOutcome, LogLine, NewApiKey,
     NewReview, NewUser, PhaseReport, ReapReport, Review, ReviewFilter, Runner, RunnerRegistration,
     Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef,
-    TaskResult, User, api_key_columns, policy, review_columns, runner_columns, task_columns,
+    TaskResult, User, api_key_columns, authenticate_query, policy, review_columns, runner_columns, task_columns,
     user_columns,
 };
 use async_trait::async_trait;
@@ -280,26 +280,17 @@ impl Store for PgStore {
         digest: &ApiKeyDigest,
         now: Timestamp,
     ) -> StoreResult<Option<(ApiKey, User)>> {
-        let key: Option<ApiKeyRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            api_key_columns!(),
-            " FROM api_keys WHERE digest = $1 AND revoked_at IS NULL \
-             AND (expires_at IS NULL OR expires_at > $2)"
-        ))
-        .bind(digest.as_str())
-        .bind(now.as_millis())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
-        let Some(key) = key else { return Ok(None) };
-        let key = ApiKey::try_from(key)?;
-        if !key.digest.ct_eq(digest) {
-            return Ok(None);
-        }
-        match self.user_by_id(&key.user_id).await? {
-            Some(user) if !user.disabled => Ok(Some((key, user))),
-            _ => Ok(None),
-        }
+        let row: Option<AuthRow> = sqlx::query_as(authenticate_query!("$1", "$2"))
+            .bind(digest.as_str())
+            .bind(now.as_millis())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let (key, user) = <(ApiKey, User)>::try_from(row)?;
+        // The lookup was by digest; compare again in constant time so no
+        // index or collation quirk can ever match a different key.
+        Ok(key.digest.ct_eq(digest).then_some((key, user)))
     }
 
     async fn touch_api_key(&self, id: &ApiKeyId, now: Timestamp) -> StoreResult<()> {

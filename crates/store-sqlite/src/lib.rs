@@ -14,13 +14,13 @@ use ai_review_domain::{
 };
 use ai_review_store::rows::{
     ApiKeyRow, LogLineRow, ReviewRow, RunnerRow, TaskAttemptRow, TaskEventRow, TaskRow, UserRow,
-    check_task_ref, convert_all, db_error, permissions_json, tags_json,
+    check_task_ref, convert_all, db_error, AuthRow, permissions_json, tags_json,
 };
 use ai_review_store::{
     ApiKey, Claim, Heartbeat, HeartbeatOutcome, LogAppend, LogAppendOutcome, LogLine, NewApiKey,
     NewReview, NewUser, PhaseReport, ReapReport, Review, ReviewFilter, Runner, RunnerRegistration,
     Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef,
-    TaskResult, User, api_key_columns, policy, review_columns, runner_columns, task_columns,
+    TaskResult, User, api_key_columns, authenticate_query, policy, review_columns, runner_columns, task_columns,
     user_columns,
 };
 use async_trait::async_trait;
@@ -298,26 +298,17 @@ impl Store for SqliteStore {
         digest: &ApiKeyDigest,
         now: Timestamp,
     ) -> StoreResult<Option<(ApiKey, User)>> {
-        let key: Option<ApiKeyRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            api_key_columns!(),
-            " FROM api_keys WHERE digest = ?1 AND revoked_at IS NULL \
-             AND (expires_at IS NULL OR expires_at > ?2)"
-        ))
-        .bind(digest.as_str())
-        .bind(now.as_millis())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(db_error)?;
-        let Some(key) = key else { return Ok(None) };
-        let key = ApiKey::try_from(key)?;
-        if !key.digest.ct_eq(digest) {
-            return Ok(None);
-        }
-        match self.user_by_id(&key.user_id).await? {
-            Some(user) if !user.disabled => Ok(Some((key, user))),
-            _ => Ok(None),
-        }
+        let row: Option<AuthRow> = sqlx::query_as(authenticate_query!("?1", "?2"))
+            .bind(digest.as_str())
+            .bind(now.as_millis())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let (key, user) = <(ApiKey, User)>::try_from(row)?;
+        // The lookup was by digest; compare again in constant time so no
+        // index or collation quirk can ever match a different key.
+        Ok(key.digest.ct_eq(digest).then_some((key, user)))
     }
 
     async fn touch_api_key(&self, id: &ApiKeyId, now: Timestamp) -> StoreResult<()> {
@@ -433,7 +424,11 @@ impl Store for SqliteStore {
     }
 
     async fn heartbeat(&self, hb: Heartbeat) -> StoreResult<HeartbeatOutcome> {
-        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        // Two autocommit statements on the writer, no explicit transaction:
+        // each is atomic, and a heartbeat whose lease renewal failed is
+        // simply repeated by the next one. Saves two round trips to the
+        // single writer on the hottest write path.
+        let mut tx = self.writer.acquire().await.map_err(db_error)?;
         let row: Option<RunnerRow> = sqlx::query_as(concat!(
             "UPDATE runners SET status = ?2, active_jobs = ?3, last_heartbeat_at = ?4 \
              WHERE id = ?1 RETURNING ",
@@ -458,7 +453,6 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
         let mut renewed = Vec::with_capacity(held.len());
         let mut cancel = Vec::new();
         for (id, cancel_requested) in held {

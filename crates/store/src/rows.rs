@@ -110,6 +110,53 @@ impl TryFrom<ApiKeyRow> for ApiKey {
     }
 }
 
+/// A live API key joined with its owner, as read by authentication.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct AuthRow {
+    #[sqlx(flatten)]
+    pub key: ApiKeyRow,
+    pub u_email: String,
+    pub u_password_hash: String,
+    pub u_role: String,
+    pub u_permissions: String,
+    pub u_disabled: bool,
+    pub u_created_at: i64,
+}
+
+impl TryFrom<AuthRow> for (ApiKey, User) {
+    type Error = StoreError;
+    fn try_from(r: AuthRow) -> Result<Self, StoreError> {
+        let user = User::try_from(UserRow {
+            id: r.key.user_id.clone(),
+            email: r.u_email,
+            password_hash: r.u_password_hash,
+            role: r.u_role,
+            permissions: r.u_permissions,
+            disabled: r.u_disabled,
+            created_at: r.u_created_at,
+        })?;
+        Ok((ApiKey::try_from(r.key)?, user))
+    }
+}
+
+/// Authentication in one query: the live key with this digest (parameter
+/// 1) unexpired at time parameter 2, and its enabled owner.
+#[macro_export]
+macro_rules! authenticate_query {
+    ($p1:literal, $p2:literal) => {
+        concat!(
+            "SELECT k.id, k.user_id, k.name, k.prefix, k.digest, k.created_at, k.last_used_at, \
+             k.expires_at, k.revoked_at, u.email AS u_email, u.password_hash AS u_password_hash, \
+             u.role AS u_role, u.permissions AS u_permissions, u.disabled AS u_disabled, \
+             u.created_at AS u_created_at \
+             FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE k.digest = ", $p1, " AND k.revoked_at IS NULL \
+             AND (k.expires_at IS NULL OR k.expires_at > ", $p2, ") AND NOT u.disabled"
+        )
+    };
+}
+
 /// `runners` row.
 #[derive(sqlx::FromRow)]
 #[allow(missing_docs)]

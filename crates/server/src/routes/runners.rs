@@ -117,6 +117,33 @@ async fn runner_for_caller(state: &AppState, caller: &Caller, id: &RunnerId) -> 
     Ok(runner)
 }
 
+/// Checks the caller's key may act for runner `id`, from the ownership
+/// cache when possible.
+async fn check_owner(state: &AppState, caller: &Caller, id: &RunnerId) -> ApiResult<()> {
+    let cached = state
+        .runner_owners
+        .read()
+        .map_err(|_| ApiError::internal(&std::io::Error::other("runner owner cache poisoned")))?
+        .get(id)
+        .cloned();
+    let owner = match cached {
+        Some(o) => o,
+        None => {
+            let runner = runner_for_caller(state, caller, id).await?;
+            if let Ok(mut m) = state.runner_owners.write() {
+                m.insert(runner.id, runner.owner.clone());
+            }
+            runner.owner
+        }
+    };
+    if owner != caller.user.id {
+        return Err(ApiError::forbidden(format!(
+            "runner {id} was registered with another user's API key"
+        )));
+    }
+    Ok(())
+}
+
 /// `GET /api/runners`: newest heartbeat first.
 pub async fn list(
     State(state): State<AppState>,
@@ -157,7 +184,7 @@ pub async fn heartbeat(
     ApiJson(req): ApiJson<HeartbeatRequest>,
 ) -> ApiResult<Json<Envelope<HeartbeatResponse>>> {
     let id = RunnerId::parse(&id)?;
-    runner_for_caller(&state, &caller, &id).await?;
+    check_owner(&state, &caller, &id).await?;
     let now = state.clock.now();
     let lease_until = now.plus_millis(millis(state.settings.lease));
     let out = state
@@ -250,7 +277,7 @@ async fn task_ref(
     attempt: ai_review_domain::Attempt,
 ) -> ApiResult<TaskRef> {
     let task_id = task_id(id)?;
-    runner_for_caller(state, caller, &runner_id).await?;
+    check_owner(state, caller, &runner_id).await?;
     Ok(TaskRef {
         task_id,
         runner_id,
