@@ -44,7 +44,33 @@ pub struct AppState {
     /// Runner id → owning user. Ownership never changes once registered,
     /// so this cache is always right and saves a read on every heartbeat
     /// and task call.
-    pub runner_owners: Arc<std::sync::RwLock<std::collections::HashMap<ai_review_domain::RunnerId, ai_review_domain::UserId>>>,
+    pub runner_owners: Arc<
+        std::sync::RwLock<
+            std::collections::HashMap<ai_review_domain::RunnerId, ai_review_domain::UserId>,
+        >,
+    >,
+}
+
+impl AppState {
+    /// State for a server over `store` with `settings`, ending long-polls
+    /// when `shutdown` turns `true`.
+    pub fn new(
+        settings: Settings,
+        store: DynStore,
+        clock: DynClock,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let limiter = settings.rate_limit.map(|l| Arc::new(Limiter::new(l)));
+        Self {
+            store,
+            settings: Arc::new(settings),
+            clock,
+            wake: Arc::new(TaskWake::default()),
+            shutdown,
+            limiter,
+            runner_owners: Arc::default(),
+        }
+    }
 }
 
 /// Builds the router for `state`.

@@ -4,8 +4,7 @@
 use crate::app::{AppState, router};
 use crate::clock::DynClock;
 use crate::config::Settings;
-use crate::queue::{TaskWake, run_reaper};
-use crate::rate_limit::Limiter;
+use crate::queue::run_reaper;
 use ai_review_store::{DynStore, StoreError};
 use ai_review_store_postgres::PgStore;
 use ai_review_store_sqlite::SqliteStore;
@@ -99,16 +98,7 @@ impl RunningServer {
         let listener = tokio::net::TcpListener::bind(settings.listen).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = watch::channel(false);
-        let limiter = settings.rate_limit.map(|l| Arc::new(Limiter::new(l)));
-        let state = AppState {
-            store,
-            settings: Arc::new(settings),
-            clock,
-            wake: Arc::new(TaskWake::default()),
-            shutdown: rx.clone(),
-            limiter,
-            runner_owners: Arc::default(),
-        };
+        let state = AppState::new(settings, store, clock, rx.clone());
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let mut stop = rx.clone();
         let http = tokio::spawn(async move {

@@ -7,7 +7,6 @@ use ai_review_domain::{ApiKeySecret, Email, Role, Timestamp, UserId};
 use ai_review_server::app::{AppState, router};
 use ai_review_server::clock::SystemClock;
 use ai_review_server::config::Settings;
-use ai_review_server::queue::TaskWake;
 use ai_review_store::{NewApiKey, NewUser, RunnerRegistration, Store};
 use ai_review_store_sqlite::SqliteStore;
 use axum::body::Body;
@@ -91,18 +90,12 @@ fn fixture() -> Fixture {
             .await
             .expect("enqueue");
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let state = AppState {
-            store: Arc::new(store),
-            settings: Arc::new(Settings {
-                rate_limit: None,
-                max_poll_wait: std::time::Duration::ZERO,
-                ..Settings::default()
-            }),
-            clock: Arc::new(SystemClock),
-            wake: Arc::new(TaskWake::default()),
-            shutdown: rx,
-            limiter: None,
+        let settings = Settings {
+            rate_limit: None,
+            max_poll_wait: std::time::Duration::ZERO,
+            ..Settings::default()
         };
+        let state = AppState::new(settings, Arc::new(store), Arc::new(SystemClock), rx);
         (
             router(state),
             secret.expose().to_owned(),

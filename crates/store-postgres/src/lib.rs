@@ -13,15 +13,15 @@ use ai_review_domain::{
     Timestamp, UserId,
 };
 use ai_review_store::rows::{
-    ApiKeyRow, LogLineRow, ReviewRow, RunnerRow, TaskAttemptRow, TaskEventRow, TaskRow, UserRow,
-    check_task_ref, convert_all, db_error, AuthRow, permissions_json, tags_json,
+    ApiKeyRow, AuthRow, LogLineRow, ReviewRow, RunnerRow, TaskAttemptRow, TaskEventRow, TaskRow,
+    UserRow, check_task_ref, convert_all, db_error, permissions_json, tags_json,
 };
 use ai_review_store::{
     ApiKey, Claim, Heartbeat, HeartbeatOutcome, LogAppend, LogAppendOutcome, LogLine, NewApiKey,
     NewReview, NewUser, PhaseReport, ReapReport, Review, ReviewFilter, Runner, RunnerRegistration,
     Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef,
-    TaskResult, User, api_key_columns, authenticate_query, policy, review_columns, runner_columns, task_columns,
-    user_columns,
+    TaskResult, User, api_key_columns, authenticate_query, policy, review_columns, runner_columns,
+    task_columns, user_columns,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
