@@ -31,6 +31,10 @@ enum LogFormat {
 enum Command {
     /// Run the server (REST API, runner protocol, task queue).
     Server(ServerConfig),
+    /// Run a runner: claim review tasks and execute them in Docker
+    /// containers. Configured by environment variables only (listed below).
+    #[command(after_help = ai_review_runner::config::RunnerConfig::help_text())]
+    Runner,
     /// Administer users and API keys directly in the database.
     Admin(AdminArgs),
 }
@@ -124,6 +128,7 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    ai_review_protocol_init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -134,6 +139,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if matches!(cli.command, Command::Runner) {
+        return rt.block_on(runner());
+    }
     match rt.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -147,6 +155,49 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Server(cfg) => serve(cfg).await,
         Command::Admin(a) => admin(a).await,
+        Command::Runner => unreachable!("handled in main"),
+    }
+}
+
+fn ai_review_protocol_init() {
+    ai_review_protocol::client::ensure_crypto_provider();
+}
+
+/// `ai-review runner`: exit 0 after a clean drain, 2 for configuration
+/// errors, 3 when the server refuses the token, 1 otherwise.
+async fn runner() -> ExitCode {
+    use ai_review_runner::agent::{Agent, RunnerError, EXIT_AUTH, EXIT_CONFIG};
+    let cfg = match ai_review_runner::config::RunnerConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}\nrun `ai-review runner --help` for every variable and its default");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let engine = match ai_review_runner::docker::DockerEngine::connect(&cfg.docker_host).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: no new tasks; draining running ones");
+        trigger.cancel();
+    });
+    match Agent::run(cfg, std::sync::Arc::new(engine), shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ RunnerError::InvalidToken(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_AUTH)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -24,10 +24,14 @@ use ai_review_store::{
     task_columns, user_columns,
 };
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::Transaction;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, Postgres};
 use std::time::Duration;
 
 mod migrate;
+
+/// Connections per store (per server replica).
+const POOL_SIZE: u32 = 10;
 
 /// The PostgreSQL store.
 #[derive(Clone)]
@@ -37,10 +41,11 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects to `url` (`postgres://user:pass@host:5432/db`), with a pool
-    /// of up to 16 connections, and runs pending migrations.
+    /// of up to 10 connections, and runs pending migrations (serialised
+    /// with any other replica starting at the same time).
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
@@ -48,6 +53,46 @@ impl PgStore {
         migrate::run(&pool).await?;
         Ok(Self { pool })
     }
+
+    /// Closes the connection pool, waiting for connections in use to be
+    /// returned; later calls fail. Same as [`Store::close`].
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(db_error)
+    }
+}
+
+/// Ends a transaction: commits on success, rolls back at once on failure.
+///
+/// A dropped `sqlx` transaction is only rolled back when its connection is
+/// next used or returned to the pool, so a call refused after
+/// `SELECT … FOR UPDATE` (a stale attempt, say) would keep its row lock a
+/// little longer than the call itself, and a concurrent `SKIP LOCKED` sweep
+/// (the reaper, a claim) would pass over that row. Every transaction in
+/// this backend therefore runs its body in an `async` block and hands the
+/// outcome here.
+async fn finish<T>(tx: Transaction<'_, Postgres>, outcome: StoreResult<T>) -> StoreResult<T> {
+    match outcome {
+        Ok(v) => {
+            tx.commit().await.map_err(db_error)?;
+            Ok(v)
+        }
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rollback after a failed store call failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn taken(id: &RunnerId) -> StoreError {
+    StoreError::Conflict(format!(
+        "runner id {id} is registered by another user; pick another RUNNER_NAME/x-runner-id"
+    ))
 }
 
 /// Loads a task and locks its row until the transaction ends.
@@ -180,7 +225,7 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        PgStore::close(self).await;
     }
 
     async fn create_user(&self, u: NewUser) -> StoreResult<User> {
@@ -344,26 +389,25 @@ impl Store for PgStore {
     }
 
     async fn register_runner(&self, reg: RunnerRegistration) -> StoreResult<Runner> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let owner: Option<String> =
-            sqlx::query_scalar("SELECT owner_id FROM runners WHERE id = $1 FOR UPDATE")
-                .bind(reg.id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        if owner.is_some_and(|o| o != reg.owner.as_str()) {
-            return Err(StoreError::Conflict(format!(
-                "runner id {} is registered by another user; pick another RUNNER_NAME/x-runner-id",
-                reg.id
-            )));
-        }
-        let row: RunnerRow = sqlx::query_as(concat!(
+        let mut tx = self.begin().await?;
+        let outcome = async {
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT owner_id FROM runners WHERE id = $1 FOR UPDATE")
+                    .bind(reg.id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            if owner.is_some_and(|o| o != reg.owner.as_str()) {
+                return Err(taken(&reg.id));
+            }
+            let row: Option<RunnerRow> = sqlx::query_as(concat!(
             "INSERT INTO runners (id, name, version, max_concurrency, tags, status, active_jobs, \
              owner_id, registered_at, last_heartbeat_at) \
              VALUES ($1, $2, $3, $4, $5, 'online', 0, $6, $7, $7) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version, \
              max_concurrency = excluded.max_concurrency, tags = excluded.tags, status = 'online', \
-             last_heartbeat_at = excluded.last_heartbeat_at RETURNING ",
+             last_heartbeat_at = excluded.last_heartbeat_at \
+             WHERE runners.owner_id = excluded.owner_id RETURNING ",
             runner_columns!()
         ))
         .bind(reg.id.as_str())
@@ -373,11 +417,16 @@ impl Store for PgStore {
         .bind(tags_json(&reg.tags))
         .bind(reg.owner.as_str())
         .bind(reg.now.as_millis())
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        row.try_into()
+            // No row: another user registered this id between our check and
+            // the insert (the `FOR UPDATE` above cannot lock a row that does not
+            // exist yet); the upsert's `WHERE` refused to take it over.
+            row.ok_or_else(|| taken(&reg.id))?.try_into()
+        }
+        .await;
+        finish(tx, outcome).await
     }
 
     async fn get_runner(&self, id: &RunnerId) -> StoreResult<Option<Runner>> {
@@ -406,46 +455,50 @@ impl Store for PgStore {
     }
 
     async fn heartbeat(&self, hb: Heartbeat) -> StoreResult<HeartbeatOutcome> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let row: Option<RunnerRow> = sqlx::query_as(concat!(
-            "UPDATE runners SET status = $2, active_jobs = $3, last_heartbeat_at = $4 \
+        let mut tx = self.begin().await?;
+        let outcome = async {
+            let row: Option<RunnerRow> = sqlx::query_as(concat!(
+                "UPDATE runners SET status = $2, active_jobs = $3, last_heartbeat_at = $4 \
              WHERE id = $1 RETURNING ",
-            runner_columns!()
-        ))
-        .bind(hb.runner_id.as_str())
-        .bind(hb.status.as_str())
-        .bind(i64::from(hb.active_jobs))
-        .bind(hb.now.as_millis())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let runner =
-            Runner::try_from(row.ok_or_else(|| StoreError::not_found("runner", &hb.runner_id))?)?;
-        let held: Vec<(String, bool)> = sqlx::query_as(
-            "UPDATE tasks SET lease_expires_at = $2 \
+                runner_columns!()
+            ))
+            .bind(hb.runner_id.as_str())
+            .bind(hb.status.as_str())
+            .bind(i64::from(hb.active_jobs))
+            .bind(hb.now.as_millis())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let runner = Runner::try_from(
+                row.ok_or_else(|| StoreError::not_found("runner", &hb.runner_id))?,
+            )?;
+            let held: Vec<(String, bool)> = sqlx::query_as(
+                "UPDATE tasks SET lease_expires_at = $2 \
              WHERE runner_id = $1 AND state IN ('picked_up', 'executing') \
              RETURNING id, cancel_requested",
-        )
-        .bind(hb.runner_id.as_str())
-        .bind(hb.lease_until.as_millis())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        let mut renewed = Vec::with_capacity(held.len());
-        let mut cancel = Vec::new();
-        for (id, cancel_requested) in held {
-            let id = TaskId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if cancel_requested {
-                cancel.push(id.clone());
+            )
+            .bind(hb.runner_id.as_str())
+            .bind(hb.lease_until.as_millis())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let mut renewed = Vec::with_capacity(held.len());
+            let mut cancel = Vec::new();
+            for (id, cancel_requested) in held {
+                let id = TaskId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if cancel_requested {
+                    cancel.push(id.clone());
+                }
+                renewed.push(id);
             }
-            renewed.push(id);
+            Ok(HeartbeatOutcome {
+                runner,
+                renewed,
+                cancel,
+            })
         }
-        Ok(HeartbeatOutcome {
-            runner,
-            renewed,
-            cancel,
-        })
+        .await;
+        finish(tx, outcome).await
     }
 
     async fn mark_silent_runners_offline(
@@ -467,7 +520,8 @@ impl Store for PgStore {
     }
 
     async fn enqueue_review(&self, r: NewReview) -> StoreResult<(Review, Task)> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.begin().await?;
+        let outcome = async {
         let review: ReviewRow = sqlx::query_as(concat!(
             "INSERT INTO reviews (id, task_id, repo_url, base_sha, head_sha, branch, title, status, \
              created_by, created_at, updated_at) \
@@ -503,8 +557,10 @@ impl Store for PgStore {
         .await
         .map_err(db_error)?;
         event(&mut tx, &r.task_id, Attempt(0), "enqueued", "", r.now).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok((review.try_into()?, task.try_into()?))
+        Ok::<_, StoreError>((review.try_into()?, task.try_into()?))
+        }
+        .await;
+        finish(tx, outcome).await
     }
 
     async fn get_review(&self, id: &ReviewId) -> StoreResult<Option<Review>> {
@@ -568,108 +624,117 @@ impl Store for PgStore {
         if c.limit == 0 {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let rows: Vec<TaskRow> = sqlx::query_as(concat!(
-            "UPDATE tasks SET state = 'picked_up', runner_id = $1, attempt = attempt + 1, \
+        let mut tx = self.begin().await?;
+        let outcome = async {
+            let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+                "UPDATE tasks SET state = 'picked_up', runner_id = $1, attempt = attempt + 1, \
              phase = NULL, lease_expires_at = $3, updated_at = $2 \
              WHERE id IN (SELECT t.id FROM tasks t WHERE t.state = 'pending' AND t.expires_at > $2 \
                AND t.required_tags::jsonb <@ $4::jsonb \
                ORDER BY t.created_at, t.id LIMIT $5 FOR UPDATE SKIP LOCKED) \
              RETURNING ",
-            task_columns!()
-        ))
-        .bind(c.runner_id.as_str())
-        .bind(c.now.as_millis())
-        .bind(c.lease_until.as_millis())
-        .bind(tags_json(&c.runner_tags))
-        .bind(i64::from(c.limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let mut tasks: Vec<Task> = convert_all(rows)?;
-        tasks.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        for t in &tasks {
-            sqlx::query(
-                "INSERT INTO task_attempts (task_id, attempt, runner_id, claimed_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(t.id.as_str())
-            .bind(i64::from(t.attempt.0))
+                task_columns!()
+            ))
             .bind(c.runner_id.as_str())
             .bind(c.now.as_millis())
-            .execute(&mut *tx)
+            .bind(c.lease_until.as_millis())
+            .bind(tags_json(&c.runner_tags))
+            .bind(i64::from(c.limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let mut tasks: Vec<Task> = convert_all(rows)?;
+            tasks.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            for t in &tasks {
+                sqlx::query(
+                    "INSERT INTO task_attempts (task_id, attempt, runner_id, claimed_at) \
+                 VALUES ($1, $2, $3, $4)",
+                )
+                .bind(t.id.as_str())
+                .bind(i64::from(t.attempt.0))
+                .bind(c.runner_id.as_str())
+                .bind(c.now.as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                event(
+                    &mut tx,
+                    &t.id,
+                    t.attempt,
+                    "claimed",
+                    c.runner_id.as_str(),
+                    c.now,
+                )
+                .await?;
+            }
+            Ok::<_, StoreError>(tasks)
+        }
+        .await;
+        finish(tx, outcome).await
+    }
+
+    async fn report_phase(&self, r: &TaskRef, p: PhaseReport) -> StoreResult<Task> {
+        let mut tx = self.begin().await?;
+        let outcome = async {
+            let task = load_task(&mut tx, &r.task_id).await?;
+            check_task_ref(&task, r)?;
+            let row: TaskRow = sqlx::query_as(concat!(
+                "UPDATE tasks SET phase = $2, state = 'executing', lease_expires_at = $3, \
+             updated_at = $4 WHERE id = $1 RETURNING ",
+                task_columns!()
+            ))
+            .bind(r.task_id.as_str())
+            .bind(p.phase.as_str())
+            .bind(p.lease_until.as_millis())
+            .bind(p.now.as_millis())
+            .fetch_one(&mut *tx)
             .await
             .map_err(db_error)?;
             event(
                 &mut tx,
-                &t.id,
-                t.attempt,
-                "claimed",
-                c.runner_id.as_str(),
-                c.now,
+                &r.task_id,
+                r.attempt,
+                "phase",
+                p.phase.as_str(),
+                p.now,
             )
             .await?;
+            row.try_into()
         }
-        tx.commit().await.map_err(db_error)?;
-        Ok(tasks)
-    }
-
-    async fn report_phase(&self, r: &TaskRef, p: PhaseReport) -> StoreResult<Task> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let task = load_task(&mut tx, &r.task_id).await?;
-        check_task_ref(&task, r)?;
-        let row: TaskRow = sqlx::query_as(concat!(
-            "UPDATE tasks SET phase = $2, state = 'executing', lease_expires_at = $3, \
-             updated_at = $4 WHERE id = $1 RETURNING ",
-            task_columns!()
-        ))
-        .bind(r.task_id.as_str())
-        .bind(p.phase.as_str())
-        .bind(p.lease_until.as_millis())
-        .bind(p.now.as_millis())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        event(
-            &mut tx,
-            &r.task_id,
-            r.attempt,
-            "phase",
-            p.phase.as_str(),
-            p.now,
-        )
-        .await?;
-        tx.commit().await.map_err(db_error)?;
-        row.try_into()
+        .await;
+        finish(tx, outcome).await
     }
 
     async fn append_logs(&self, r: &TaskRef, logs: LogAppend) -> StoreResult<LogAppendOutcome> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let task = load_task(&mut tx, &r.task_id).await?;
-        check_task_ref(&task, r)?;
-        let plan = ai_review_store::policy::plan_log_append(task.log_bytes, &logs);
-        for line in logs.lines.iter().take(plan.accepted as usize) {
-            insert_log(
-                &mut tx,
-                &r.task_id,
-                r.attempt,
-                &line.stream,
-                &line.text,
-                line.at,
-            )
-            .await?;
+        let mut tx = self.begin().await?;
+        let outcome = async {
+            let task = load_task(&mut tx, &r.task_id).await?;
+            check_task_ref(&task, r)?;
+            let plan = ai_review_store::policy::plan_log_append(task.log_bytes, &logs);
+            for line in logs.lines.iter().take(plan.accepted as usize) {
+                insert_log(
+                    &mut tx,
+                    &r.task_id,
+                    r.attempt,
+                    &line.stream,
+                    &line.text,
+                    line.at,
+                )
+                .await?;
+            }
+            if let Some(marker) = &plan.marker {
+                insert_log(&mut tx, &r.task_id, r.attempt, "runner", marker, logs.now).await?;
+            }
+            sqlx::query("UPDATE tasks SET log_bytes = $2 WHERE id = $1")
+                .bind(r.task_id.as_str())
+                .bind(plan.new_log_bytes)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            Ok::<_, StoreError>(plan.outcome())
         }
-        if let Some(marker) = &plan.marker {
-            insert_log(&mut tx, &r.task_id, r.attempt, "runner", marker, logs.now).await?;
-        }
-        sqlx::query("UPDATE tasks SET log_bytes = $2 WHERE id = $1")
-            .bind(r.task_id.as_str())
-            .bind(plan.new_log_bytes)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(plan.outcome())
+        .await;
+        finish(tx, outcome).await
     }
 
     async fn task_logs(
@@ -693,7 +758,8 @@ impl Store for PgStore {
 
     async fn submit_result(&self, r: &TaskRef, result: TaskResult) -> StoreResult<SubmitOutcome> {
         let digest = result.digest();
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.begin().await?;
+        let outcome = async {
         let task = load_task(&mut tx, &r.task_id).await?;
         let previous: Option<(String, Option<String>)> = sqlx::query_as(
             "SELECT runner_id, result_digest FROM task_attempts WHERE task_id = $1 AND attempt = $2 \
@@ -739,15 +805,18 @@ impl Store for PgStore {
             result.now,
         )
         .await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(SubmitOutcome {
+        Ok::<_, StoreError>(SubmitOutcome {
             task,
             duplicate: false,
         })
+        }
+        .await;
+        finish(tx, outcome).await
     }
 
     async fn cancel_task(&self, id: &TaskId, now: Timestamp) -> StoreResult<Task> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.begin().await?;
+        let outcome = async {
         let task = load_task(&mut tx, id).await?;
         let updated = match task.state {
             s if s.is_terminal() => {
@@ -795,8 +864,10 @@ impl Store for PgStore {
                 row
             }
         };
-        tx.commit().await.map_err(db_error)?;
         updated.try_into()
+        }
+        .await;
+        finish(tx, outcome).await
     }
 
     async fn reap_expired_leases(
@@ -804,72 +875,78 @@ impl Store for PgStore {
         now: Timestamp,
         requeue_expires_at: Timestamp,
     ) -> StoreResult<ReapReport> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let rows: Vec<TaskRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            task_columns!(),
-            " FROM tasks WHERE state IN ('picked_up', 'executing') AND lease_expires_at < $1 \
+        let mut tx = self.begin().await?;
+        let outcome = async {
+            let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM tasks WHERE state IN ('picked_up', 'executing') AND lease_expires_at < $1 \
              FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(now.as_millis())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let mut report = ReapReport::default();
-        for task in convert_all::<_, Task>(rows)? {
-            let t = policy::on_lease_expired(&task);
-            event(&mut tx, &task.id, task.attempt, "lease_expired", "", now).await?;
-            close_attempt(
-                &mut tx,
-                &task.id,
-                task.attempt,
-                t.attempt_outcome,
-                None,
-                None,
-                now,
-            )
-            .await?;
-            apply_transition(&mut tx, &task, &t, None, requeue_expires_at, now).await?;
-            match t.state {
-                TaskState::Pending => report.requeued.push(task.id),
-                TaskState::Cancelled => report.cancelled.push(task.id),
-                _ => report.failed.push(task.id),
+            ))
+            .bind(now.as_millis())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let mut report = ReapReport::default();
+            for task in convert_all::<_, Task>(rows)? {
+                let t = policy::on_lease_expired(&task);
+                event(&mut tx, &task.id, task.attempt, "lease_expired", "", now).await?;
+                close_attempt(
+                    &mut tx,
+                    &task.id,
+                    task.attempt,
+                    t.attempt_outcome,
+                    None,
+                    None,
+                    now,
+                )
+                .await?;
+                apply_transition(&mut tx, &task, &t, None, requeue_expires_at, now).await?;
+                match t.state {
+                    TaskState::Pending => report.requeued.push(task.id),
+                    TaskState::Cancelled => report.cancelled.push(task.id),
+                    _ => report.failed.push(task.id),
+                }
             }
+            Ok::<_, StoreError>(report)
         }
-        tx.commit().await.map_err(db_error)?;
-        Ok(report)
+        .await;
+        finish(tx, outcome).await
     }
 
     async fn expire_unclaimed(&self, now: Timestamp) -> StoreResult<Vec<TaskId>> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let rows: Vec<TaskRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            task_columns!(),
-            " FROM tasks WHERE state = 'pending' AND expires_at <= $1 FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(now.as_millis())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let mut ids = Vec::new();
-        for task in convert_all::<_, Task>(rows)? {
-            let reason = policy::expiry_reason(&task);
-            sqlx::query(
-                "UPDATE tasks SET state = 'expired', failure_reason = $2, updated_at = $3, \
-                 finished_at = $3 WHERE id = $1",
-            )
-            .bind(task.id.as_str())
-            .bind(&reason)
+        let mut tx = self.begin().await?;
+        let outcome = async {
+            let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM tasks WHERE state = 'pending' AND expires_at <= $1 FOR UPDATE SKIP LOCKED"
+            ))
             .bind(now.as_millis())
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db_error)?;
-            event(&mut tx, &task.id, task.attempt, "expired", &reason, now).await?;
-            set_review_status(&mut tx, &task.review_id, TaskState::Expired, now).await?;
-            ids.push(task.id);
+            let mut ids = Vec::new();
+            for task in convert_all::<_, Task>(rows)? {
+                let reason = policy::expiry_reason(&task);
+                sqlx::query(
+                    "UPDATE tasks SET state = 'expired', failure_reason = $2, updated_at = $3, \
+                 finished_at = $3 WHERE id = $1",
+                )
+                .bind(task.id.as_str())
+                .bind(&reason)
+                .bind(now.as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                event(&mut tx, &task.id, task.attempt, "expired", &reason, now).await?;
+                set_review_status(&mut tx, &task.review_id, TaskState::Expired, now).await?;
+                ids.push(task.id);
+            }
+            Ok::<_, StoreError>(ids)
         }
-        tx.commit().await.map_err(db_error)?;
-        Ok(ids)
+        .await;
+        finish(tx, outcome).await
     }
 
     async fn task_events(&self, id: &TaskId) -> StoreResult<Vec<TaskEvent>> {

@@ -3,6 +3,9 @@
 //! [`ManualClock`] so tests move time instead of sleeping, with named
 //! request helpers and typed principals.
 
+pub mod docker;
+pub mod git;
+
 use ai_review_domain::{
     ApiKeyId, ApiKeySecret, Email, Permission, Role, RunnerId, Timestamp, UserId,
 };
@@ -264,6 +267,33 @@ impl TestApp {
             .await
             .expect(202);
         serde_json::from_value(a.data().clone()).expect("review view")
+    }
+
+    /// Queues a review of `base..head` in the repository at `repo_url`.
+    pub async fn enqueue_change(&self, who: &TestUser, repo_url: &str, base: &str, head: &str) -> ReviewView {
+        let body = serde_json::json!({
+            "repoUrl": repo_url, "baseSha": base, "headSha": head, "branch": "main", "title": "change",
+        });
+        let a = self.post("/api/reviews", &who.bearer(), &body).await.expect(202);
+        serde_json::from_value(a.data().clone()).expect("review view")
+    }
+
+    /// Polls `GET /api/reviews/:id` (real time) until `done` holds or
+    /// `timeout` passes; returns the last view.
+    pub async fn wait_review(
+        &self,
+        id: &impl std::fmt::Display,
+        timeout: Duration,
+        done: impl Fn(&ReviewView) -> bool,
+    ) -> ReviewView {
+        let start = std::time::Instant::now();
+        loop {
+            let r = self.review(id).await;
+            if done(&r) || start.elapsed() > timeout {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Claims one task for `runner` without waiting.

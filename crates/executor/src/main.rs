@@ -1,0 +1,85 @@
+//! `ai-review-executor`: runs inside the review container (see the crate
+//! docs for the contract).
+//!
+//! ```text
+//! ai-review-executor run [--workspace DIR] [--wait-ms N]
+//! ```
+
+use ai_review_executor::{
+    diff_stats, ExecutorTask, REPO_DIR, STARTED_MARKER, TASK_FILE, WORKSPACE_MOUNT,
+};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+fn usage() -> ExitCode {
+    eprintln!("usage: ai-review-executor run [--workspace DIR] [--wait-ms N]");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("run") {
+        return usage();
+    }
+    let mut workspace = PathBuf::from(WORKSPACE_MOUNT);
+    let mut wait = None;
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        match (a.as_str(), it.next()) {
+            ("--workspace", Some(v)) => workspace = PathBuf::from(v),
+            ("--wait-ms", Some(v)) => match v.parse::<u64>() {
+                Ok(ms) => wait = Some(Duration::from_millis(ms)),
+                Err(_) => return usage(),
+            },
+            _ => return usage(),
+        }
+    }
+    match run(&workspace, wait) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ai-review-executor: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Waits for the task file: warm-pool containers start before their task
+/// exists. A 5 ms poll costs nothing measurable and needs no write access.
+fn wait_for_task(path: &std::path::Path, limit: Option<Duration>) -> Result<Vec<u8>, String> {
+    let start = Instant::now();
+    loop {
+        match std::fs::read(path) {
+            Ok(b) => return Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if limit.is_some_and(|l| start.elapsed() >= l) {
+                    return Err(format!("no task file at {} after {limit:?}", path.display()));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
+fn run(workspace: &std::path::Path, wait: Option<Duration>) -> Result<(), String> {
+    let raw = wait_for_task(&workspace.join(TASK_FILE), wait)?;
+    let task: ExecutorTask =
+        serde_json::from_slice(&raw).map_err(|e| format!("invalid task file: {e}"))?;
+    eprintln!("{STARTED_MARKER} task {}", task.task_id);
+    eprintln!(
+        "computing changes {}..{}",
+        &task.base_sha[..task.base_sha.len().min(12)],
+        &task.head_sha[..task.head_sha.len().min(12)]
+    );
+    let out = diff_stats(&workspace.join(REPO_DIR), &task).map_err(|e| e.to_string())?;
+    eprintln!(
+        "{} files changed, {} insertions(+), {} deletions(-)",
+        out.totals.files, out.totals.additions, out.totals.deletions
+    );
+    let json = serde_json::to_string(&out).map_err(|e| e.to_string())?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{json}").map_err(|e| format!("cannot write the result: {e}"))?;
+    stdout.flush().map_err(|e| e.to_string())
+}

@@ -1,0 +1,747 @@
+//! The runner process: registration, heartbeats (health monitor), the
+//! poller, the warm pool, per-task execution in a container, leftover
+//! reaping after a restart, and graceful drain.
+
+use crate::config::RunnerConfig;
+use crate::engine::*;
+use crate::git::{self, CloneError, CloneRequest};
+use crate::logs::LogBuffer;
+use ai_review_domain::{Attempt, Phase, RunnerStatus, TaskId, TaskOutcome};
+use ai_review_executor::{ExecutorTask, CONTRACT_VERSION, REPO_DIR, TASK_FILE};
+use ai_review_protocol::client::{ClientError, Registration, RunnerClient};
+use ai_review_protocol::runner::{RegisterResponse, TaskAssignment};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The runner's version, sent at registration.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Most executor stdout kept (the JSON result).
+const MAX_STDOUT_BYTES: usize = 32 * 1024 * 1024;
+/// Size of the container's writable `/tmp`.
+const TMPFS_BYTES: i64 = 64 * 1024 * 1024;
+/// The unprivileged user review containers run as.
+const CONTAINER_USER: &str = "65534:65534";
+
+/// Why the runner stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The server refused the token.
+    #[error("the server refused RUNNER_TOKEN ({0}); create a valid key with `ai-review admin create-api-key` and set RUNNER_TOKEN. Pending tasks stay queued.")]
+    InvalidToken(String),
+    /// Registration failed for a reason retrying cannot fix.
+    #[error("registration refused: {0}")]
+    Registration(String),
+    /// The container engine is not usable.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why a running task is being stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A user cancelled it (from the heartbeat or phase answer).
+    Cancelled,
+    /// The runner is draining and the grace period ran out.
+    Interrupted,
+    /// The server says this runner no longer holds the task.
+    LeaseLost,
+}
+
+#[derive(Clone, Default)]
+struct Stop {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl Stop {
+    fn stop(&self, r: StopReason) {
+        if let Ok(mut g) = self.reason.lock() {
+            g.get_or_insert(r);
+        }
+        self.token.cancel();
+    }
+    fn reason(&self) -> Option<StopReason> {
+        self.reason.lock().ok().and_then(|g| *g)
+    }
+}
+
+/// What a claim file records, so a restarted runner can report the task.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClaimRecord {
+    task_id: TaskId,
+    attempt: Attempt,
+}
+
+/// A workspace directory and, when warm, its running container.
+struct Slot {
+    name: String,
+    dir: PathBuf,
+    container: Option<String>,
+}
+
+/// The runner.
+pub struct Agent {
+    cfg: RunnerConfig,
+    client: RunnerClient,
+    engine: Arc<dyn ContainerEngine>,
+    active: Mutex<HashMap<TaskId, Stop>>,
+    slots: Arc<Semaphore>,
+    running: AtomicU32,
+    tasks: TaskTracker,
+    pool: Pool,
+}
+
+/// Exit code for configuration errors.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for a refused token.
+pub const EXIT_AUTH: u8 = 3;
+
+fn runner_dir(cfg: &RunnerConfig) -> PathBuf {
+    cfg.workspace_base.join(cfg.id.as_str())
+}
+
+fn limits(cfg: &RunnerConfig) -> Limits {
+    Limits {
+        memory_bytes: cfg.memory_bytes,
+        nano_cpus: cfg.nano_cpus,
+        pids_limit: cfg.pids_limit,
+        network_mode: cfg.network_mode.clone(),
+        user: CONTAINER_USER.into(),
+        tmpfs_bytes: TMPFS_BYTES,
+    }
+}
+
+fn new_slot_name(cfg: &RunnerConfig) -> String {
+    let r: u64 = rand::random();
+    format!("ai-review-{}-{:012x}", cfg.id, r & 0xffff_ffff_ffff)
+}
+
+/// Builds the container spec for a slot.
+pub fn container_spec(cfg: &RunnerConfig, name: &str, dir: &Path, pool: bool) -> ContainerSpec {
+    let mut labels = HashMap::from([
+        (LABEL_RUNNER.to_owned(), cfg.id.to_string()),
+        (LABEL_SLOT.to_owned(), name.to_owned()),
+    ]);
+    if pool {
+        labels.insert(LABEL_POOL.to_owned(), "true".into());
+    }
+    ContainerSpec {
+        name: name.to_owned(),
+        image: cfg.image.clone(),
+        entrypoint: None,
+        cmd: vec!["run".into()],
+        env: vec!["HOME=/tmp".into(), "GIT_OPTIONAL_LOCKS=0".into()],
+        labels,
+        workspace: dir.to_owned(),
+        limits: limits(cfg),
+    }
+}
+
+async fn make_dir(dir: &Path) -> Result<(), String> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| format!("cannot create workspace {}: {e}", dir.display()))?;
+    // The container user (nobody) must be able to read the checkout.
+    let perms = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    tokio::fs::set_permissions(dir, perms)
+        .await
+        .map_err(|e| format!("cannot set permissions on {}: {e}", dir.display()))
+}
+
+async fn remove_path(p: &Path) {
+    let p = p.to_owned();
+    let _ = tokio::task::spawn_blocking(move || {
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        }
+    })
+    .await;
+}
+
+/// Pre-started containers waiting for their task file.
+struct Pool {
+    want: usize,
+    ready: Mutex<VecDeque<Slot>>,
+    refill: Notify,
+    stop: CancellationToken,
+}
+
+impl Agent {
+    /// Checks the engine, registers (retrying while the server is
+    /// unreachable), reaps leftovers of an earlier life, then serves until
+    /// `shutdown` fires and drains.
+    pub async fn run(
+        cfg: RunnerConfig,
+        engine: Arc<dyn ContainerEngine>,
+        shutdown: CancellationToken,
+    ) -> Result<(), RunnerError> {
+        engine.check(&cfg.image).await?;
+        let client = RunnerClient::new(&cfg.server_url, &cfg.token, cfg.id.clone(), cfg.request_timeout)
+            .map_err(|e| RunnerError::Other(e.to_string()))?;
+        let Some(reg) = register(&cfg, &client, &shutdown).await? else {
+            return Ok(());
+        };
+        tracing::info!(
+            runner.id = %reg.runner.id,
+            lease_ms = reg.lease_duration_ms,
+            "registered with {}", cfg.server_url
+        );
+        let agent = Arc::new(Agent {
+            slots: Arc::new(Semaphore::new(cfg.max_concurrent_jobs as usize)),
+            pool: Pool {
+                want: cfg.pool_size as usize,
+                ready: Mutex::new(VecDeque::new()),
+                refill: Notify::new(),
+                stop: CancellationToken::new(),
+            },
+            cfg,
+            client,
+            engine,
+            active: Mutex::new(HashMap::new()),
+            running: AtomicU32::new(0),
+            tasks: TaskTracker::new(),
+        });
+        agent.reap_leftovers().await;
+        let filler = tokio::spawn(agent.clone().fill_pool());
+        let hb_stop = CancellationToken::new();
+        let hb = tokio::spawn(agent.clone().heartbeats(hb_stop.clone()));
+        agent.clone().poll(&shutdown).await;
+        agent.drain().await;
+        hb_stop.cancel();
+        let _ = hb.await;
+        agent.pool.stop.cancel();
+        let _ = filler.await;
+        agent.empty_pool().await;
+        let _ = agent.client.heartbeat(RunnerStatus::Offline, 0).await;
+        tracing::info!("runner stopped");
+        Ok(())
+    }
+
+    fn active_jobs(&self) -> u32 {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Removes containers and workspaces this runner id left behind (after a
+    /// crash or `kill -9`) and reports their tasks `runner_restarted`, so the
+    /// server re-queues them at once instead of waiting for the lease.
+    async fn reap_leftovers(&self) {
+        match self.engine.list_labelled(LABEL_RUNNER, self.cfg.id.as_str()).await {
+            Ok(list) => {
+                for c in list {
+                    tracing::warn!(container.name = %c.name, "removing a container left by an earlier run");
+                    if let Err(e) = self.engine.remove(&c.id).await {
+                        tracing::error!(container.name = %c.name, error = %e, "cannot remove leftover container");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot list leftover containers"),
+        }
+        let dir = runner_dir(&self.cfg);
+        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                if let Ok(raw) = tokio::fs::read(&path).await
+                    && let Ok(rec) = serde_json::from_slice::<ClaimRecord>(&raw)
+                {
+                    tracing::warn!(task.id = %rec.task_id, "reporting a task interrupted by a runner restart");
+                    let r = self
+                        .client
+                        .submit_result(
+                            &rec.task_id,
+                            rec.attempt,
+                            TaskOutcome::Failed,
+                            Some("runner_restarted: the runner restarted while the task ran".into()),
+                            true,
+                            None,
+                        )
+                        .await;
+                    if let Err(e) = r {
+                        tracing::info!(task.id = %rec.task_id, error = %e, "restart report not accepted (the lease may have expired already)");
+                    }
+                }
+            }
+            remove_path(&path).await;
+        }
+    }
+
+    async fn fill_pool(self: Arc<Self>) {
+        if self.pool.want == 0 {
+            return;
+        }
+        loop {
+            while self.pool.ready.lock().map(|r| r.len()).unwrap_or(usize::MAX) < self.pool.want {
+                if self.pool.stop.is_cancelled() {
+                    return;
+                }
+                match self.warm_slot().await {
+                    Ok(slot) => {
+                        if let Ok(mut r) = self.pool.ready.lock() {
+                            r.push_back(slot);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot prepare a warm container; retrying in 5 s");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                            _ = self.pool.stop.cancelled() => return,
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.pool.refill.notified() => {}
+                _ = self.pool.stop.cancelled() => return,
+            }
+        }
+    }
+
+    async fn warm_slot(&self) -> Result<Slot, String> {
+        let name = new_slot_name(&self.cfg);
+        let dir = runner_dir(&self.cfg).join(&name);
+        make_dir(&dir).await?;
+        let spec = container_spec(&self.cfg, &name, &dir, true);
+        let id = match self.engine.create(&spec).await {
+            Ok(id) => id,
+            Err(e) => {
+                remove_path(&dir).await;
+                return Err(e.to_string());
+            }
+        };
+        if let Err(e) = self.engine.start(&id).await {
+            let _ = self.engine.remove(&id).await;
+            remove_path(&dir).await;
+            return Err(e.to_string());
+        }
+        Ok(Slot { name, dir, container: Some(id) })
+    }
+
+    async fn empty_pool(&self) {
+        let slots: Vec<Slot> = self.pool.ready.lock().map(|mut r| r.drain(..).collect()).unwrap_or_default();
+        for s in slots {
+            if let Some(id) = &s.container {
+                let _ = self.engine.remove(id).await;
+            }
+            remove_path(&s.dir).await;
+        }
+    }
+
+    async fn take_slot(&self) -> Result<Slot, String> {
+        let warm = self.pool.ready.lock().ok().and_then(|mut r| r.pop_front());
+        if let Some(s) = warm {
+            self.pool.refill.notify_one();
+            return Ok(s);
+        }
+        let name = new_slot_name(&self.cfg);
+        let dir = runner_dir(&self.cfg).join(&name);
+        make_dir(&dir).await?;
+        Ok(Slot { name, dir, container: None })
+    }
+
+    async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.cfg.heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            let jobs = self.active_jobs();
+            let status = if jobs >= self.cfg.max_concurrent_jobs { RunnerStatus::Busy } else { RunnerStatus::Online };
+            match self.client.heartbeat(status, jobs).await {
+                Ok(answer) => {
+                    for id in answer.cancel_task_ids {
+                        self.stop_task(&id, StopReason::Cancelled);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying at the next interval"),
+            }
+        }
+    }
+
+    fn stop_task(&self, id: &TaskId, reason: StopReason) {
+        let stop = self.active.lock().ok().and_then(|a| a.get(id).cloned());
+        if let Some(s) = stop {
+            tracing::info!(task.id = %id, reason = ?reason, "stopping task");
+            s.stop(reason);
+        }
+    }
+
+    async fn poll(self: Arc<Self>, shutdown: &CancellationToken) {
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let first = tokio::select! {
+                p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = shutdown.cancelled() => return,
+            };
+            let mut permits = vec![first];
+            while let Ok(p) = self.slots.clone().try_acquire_owned() {
+                permits.push(p);
+            }
+            let limit = u32::try_from(permits.len()).unwrap_or(1);
+            let polled = tokio::select! {
+                r = self.client.poll(limit, self.cfg.poll_timeout) => r,
+                _ = shutdown.cancelled() => return,
+            };
+            match polled {
+                Ok(tasks) => {
+                    failures = 0;
+                    let empty = tasks.is_empty();
+                    for t in tasks {
+                        let Some(permit) = permits.pop() else { break };
+                        let stop = Stop::default();
+                        if let Ok(mut a) = self.active.lock() {
+                            a.insert(t.task_id.clone(), stop.clone());
+                        }
+                        self.running.fetch_add(1, Ordering::SeqCst);
+                        let agent = self.clone();
+                        self.tasks.spawn(async move {
+                            let id = t.task_id.clone();
+                            agent.execute(t, stop).await;
+                            if let Ok(mut a) = agent.active.lock() {
+                                a.remove(&id);
+                            }
+                            agent.running.fetch_sub(1, Ordering::SeqCst);
+                            drop(permit);
+                        });
+                    }
+                    drop(permits);
+                    if empty {
+                        self.pause(self.cfg.poll_interval, shutdown).await;
+                    }
+                }
+                Err(e) => {
+                    drop(permits);
+                    failures += 1;
+                    let backoff = backoff(failures, self.cfg.poll_interval);
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "poll failed");
+                    self.pause(backoff, shutdown).await;
+                }
+            }
+        }
+    }
+
+    async fn pause(&self, d: Duration, shutdown: &CancellationToken) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+
+    /// Stops claiming (the poller has returned), lets running tasks finish
+    /// within the drain period, then interrupts the rest; they are reported
+    /// `interrupted` and re-queued by the server at once.
+    async fn drain(&self) {
+        self.tasks.close();
+        let n = self.active_jobs();
+        if n > 0 {
+            tracing::info!(tasks = n, grace_ms = self.cfg.drain_timeout.as_millis() as u64, "draining");
+        }
+        if tokio::time::timeout(self.cfg.drain_timeout, self.tasks.wait()).await.is_err() {
+            let ids: Vec<TaskId> = self.active.lock().map(|a| a.keys().cloned().collect()).unwrap_or_default();
+            for id in ids {
+                self.stop_task(&id, StopReason::Interrupted);
+            }
+            self.tasks.wait().await;
+        }
+    }
+
+    async fn execute(self: &Arc<Self>, t: TaskAssignment, stop: Stop) {
+        let log = Arc::new(LogBuffer::new(vec![self.cfg.token.clone()]));
+        let flusher = tokio::spawn(self.clone().flush_logs(t.clone(), log.clone(), stop.clone()));
+        let mut slot = None;
+        let outcome = self.execute_inner(&t, &stop, &log, &mut slot).await;
+        if let Some(s) = &slot {
+            if let Some(id) = &s.container {
+                let _ = self.engine.remove(id).await;
+            }
+            remove_path(&s.dir).await;
+            remove_path(&runner_dir(&self.cfg).join(format!("{}.json", s.name))).await;
+        }
+        log.finish();
+        flusher.abort();
+        let _ = flusher.await;
+        self.send_logs(&t, &log).await;
+        if stop.reason() == Some(StopReason::LeaseLost) {
+            tracing::warn!(task.id = %t.task_id, "lease lost; result not submitted");
+            return;
+        }
+        let (outcome, reason, retryable, output) = match (stop.reason(), outcome) {
+            (Some(StopReason::Cancelled), _) => (TaskOutcome::Cancelled, Some("cancelled by user".to_owned()), false, None),
+            (Some(StopReason::Interrupted), _) => (
+                TaskOutcome::Failed,
+                Some("interrupted: the runner shut down before the task finished".to_owned()),
+                true,
+                None,
+            ),
+            (_, Ok(out)) => (TaskOutcome::Succeeded, None, false, Some(out)),
+            (_, Err(f)) => (TaskOutcome::Failed, Some(f.reason), f.retryable, None),
+        };
+        let _ = self.client.report_phase(&t.task_id, t.attempt, Phase::Submitting).await;
+        self.submit(&t, outcome, reason, retryable, output).await;
+    }
+
+    async fn submit(
+        &self,
+        t: &TaskAssignment,
+        outcome: TaskOutcome,
+        reason: Option<String>,
+        retryable: bool,
+        output: Option<serde_json::Value>,
+    ) {
+        for attempt in 1..=6u32 {
+            match self
+                .client
+                .submit_result(&t.task_id, t.attempt, outcome, reason.clone(), retryable, output.clone())
+                .await
+            {
+                Ok(r) => {
+                    tracing::info!(task.id = %t.task_id, task.state = %r.state, "result submitted");
+                    return;
+                }
+                Err(ClientError::Api { status, .. }) if status < 500 && status != 429 => {
+                    tracing::warn!(task.id = %t.task_id, status, "result refused");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(task.id = %t.task_id, error = %e, "result submission failed; retrying");
+                    tokio::time::sleep(backoff(attempt, Duration::from_millis(500))).await;
+                }
+            }
+        }
+        tracing::error!(task.id = %t.task_id, "could not submit the result; the lease will expire and the task re-queue");
+    }
+
+    async fn phase(&self, t: &TaskAssignment, p: Phase, stop: &Stop) {
+        match self.client.report_phase(&t.task_id, t.attempt, p).await {
+            Ok(s) if s.cancel_requested => stop.stop(StopReason::Cancelled),
+            Ok(_) => {}
+            Err(ClientError::Api { status: 409 | 403, .. }) => stop.stop(StopReason::LeaseLost),
+            Err(e) => tracing::warn!(task.id = %t.task_id, error = %e, "phase report failed"),
+        }
+    }
+
+    async fn send_logs(&self, t: &TaskAssignment, log: &LogBuffer) -> bool {
+        let lines = log.drain();
+        if lines.is_empty() {
+            return true;
+        }
+        match self.client.append_logs(&t.task_id, t.attempt, lines).await {
+            Ok(_) => true,
+            Err(ClientError::Api { status: 409 | 403, .. }) => false,
+            Err(e) => {
+                tracing::warn!(task.id = %t.task_id, error = %e, "could not send log lines");
+                true
+            }
+        }
+    }
+
+    async fn flush_logs(self: Arc<Self>, t: TaskAssignment, log: Arc<LogBuffer>, stop: Stop) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if !self.send_logs(&t, &log).await {
+                stop.stop(StopReason::LeaseLost);
+                return;
+            }
+        }
+    }
+
+    async fn execute_inner(
+        &self,
+        t: &TaskAssignment,
+        stop: &Stop,
+        log: &LogBuffer,
+        slot_out: &mut Option<Slot>,
+    ) -> Result<serde_json::Value, Failure> {
+        self.phase(t, Phase::Preparing, stop).await;
+        let slot = self.take_slot().await.map_err(Failure::retry)?;
+        let claim = ClaimRecord { task_id: t.task_id.clone(), attempt: t.attempt };
+        let claim_path = runner_dir(&self.cfg).join(format!("{}.json", slot.name));
+        let dir = slot.dir.clone();
+        let warm = slot.container.clone();
+        let name = slot.name.clone();
+        *slot_out = Some(slot);
+        tokio::fs::write(&claim_path, serde_json::to_vec(&claim).unwrap_or_default())
+            .await
+            .map_err(|e| Failure::retry(format!("cannot write {}: {e}", claim_path.display())))?;
+        if stop.token.is_cancelled() {
+            return Err(Failure::fatal("stopped"));
+        }
+
+        self.phase(t, Phase::Cloning, stop).await;
+        log.line("runner", &format!("cloning {} at {}", t.spec.repo_url, t.spec.head_sha));
+        let req = CloneRequest {
+            url: t.spec.repo_url.as_str(),
+            head_sha: t.spec.head_sha.as_str(),
+            base_sha: t.spec.base_sha.as_str(),
+            branch: t.spec.branch.as_deref(),
+            depth: self.cfg.clone_depth,
+            auth_header: None,
+        };
+        let log_fn = |l: String| log.line("runner", &l);
+        match git::clone(&dir.join(REPO_DIR), &req, self.cfg.container_timeout, &stop.token, &log_fn).await {
+            Ok(()) => {}
+            Err(CloneError::Cancelled) => return Err(Failure::fatal("stopped")),
+            Err(e) => return Err(Failure::retry(format!("clone_failed: {e}"))),
+        }
+        let task_doc = ExecutorTask {
+            version: CONTRACT_VERSION,
+            task_id: t.task_id.to_string(),
+            base_sha: t.spec.base_sha.to_string(),
+            head_sha: t.spec.head_sha.to_string(),
+        };
+        let tmp = dir.join(".task.json.tmp");
+        let bytes = serde_json::to_vec(&task_doc).map_err(|e| Failure::fatal(e.to_string()))?;
+        // Written then renamed: the executor must never read half a file.
+        let written = match tokio::fs::write(&tmp, bytes).await {
+            Ok(()) => tokio::fs::rename(&tmp, dir.join(TASK_FILE)).await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| Failure::retry(format!("cannot write the task file: {e}")))?;
+
+        self.phase(t, Phase::Reviewing, stop).await;
+        let container = match warm {
+            Some(id) => id,
+            None => {
+                let spec = container_spec(&self.cfg, &name, &dir, false);
+                let id = self.engine.create(&spec).await.map_err(|e| Failure::retry(e.to_string()))?;
+                if let Some(s) = slot_out.as_mut() {
+                    s.container = Some(id.clone());
+                }
+                self.engine.start(&id).await.map_err(|e| Failure::retry(e.to_string()))?;
+                id
+            }
+        };
+        self.supervise(&container, stop, log).await
+    }
+
+    /// Streams the container's output, enforces the timeout and stop
+    /// requests, and turns its exit into a result or a failure reason.
+    async fn supervise(&self, id: &str, stop: &Stop, log: &LogBuffer) -> Result<serde_json::Value, Failure> {
+        let mut output = self.engine.output(id);
+        let mut stdout = Vec::new();
+        let reader = async {
+            while let Some(chunk) = output.next().await {
+                match chunk {
+                    Ok(c) if c.stream == OutputStream::Stdout => {
+                        if stdout.len() + c.bytes.len() <= MAX_STDOUT_BYTES {
+                            stdout.extend_from_slice(&c.bytes);
+                        }
+                    }
+                    Ok(c) => log.stderr_bytes(&c.bytes),
+                    Err(e) => {
+                        log.line("runner", &format!("output stream ended: {e}"));
+                        break;
+                    }
+                }
+            }
+        };
+        let timeout = self.cfg.container_timeout;
+        let waited = tokio::select! {
+            (_, exit) = futures::future::join(reader, self.engine.wait(id)) => Some(exit),
+            _ = tokio::time::sleep(timeout) => None,
+            _ = stop.token.cancelled() => {
+                let _ = self.engine.kill(id).await;
+                return Err(Failure::fatal("stopped"));
+            }
+        };
+        let Some(exit) = waited else {
+            let _ = self.engine.kill(id).await;
+            return Err(Failure::fatal(format!(
+                "timeout: the review container exceeded DOCKER_TIMEOUT_SECONDS={}",
+                timeout.as_secs()
+            )));
+        };
+        let exit = exit.map_err(|e| Failure::retry(e.to_string()))?;
+        if exit.oom_killed {
+            return Err(Failure::fatal(format!(
+                "out_of_memory: the review container exceeded DOCKER_MEMORY_LIMIT ({} MiB)",
+                self.cfg.memory_bytes / (1024 * 1024)
+            )));
+        }
+        if exit.code != 0 {
+            return Err(Failure::fatal(format!(
+                "executor_failed: exit code {}; last output:\n{}",
+                exit.code,
+                log.tail()
+            )));
+        }
+        serde_json::from_slice(&stdout)
+            .map_err(|e| Failure::fatal(format!("invalid_output: the executor's result is not valid JSON: {e}")))
+    }
+}
+
+/// A task failure reason and whether another attempt may help.
+#[derive(Debug)]
+struct Failure {
+    reason: String,
+    retryable: bool,
+}
+
+impl Failure {
+    fn retry(reason: impl Into<String>) -> Self {
+        Self { reason: reason.into(), retryable: true }
+    }
+    fn fatal(reason: impl Into<String>) -> Self {
+        Self { reason: reason.into(), retryable: false }
+    }
+}
+
+/// Capped exponential backoff with full jitter: up to `base · 2^n`, at most 30 s.
+pub fn backoff(failures: u32, base: Duration) -> Duration {
+    let cap = Duration::from_secs(30);
+    let exp = base.saturating_mul(1u32 << failures.min(10)).min(cap);
+    let ms = u64::try_from(exp.as_millis()).unwrap_or(30_000).max(1);
+    Duration::from_millis(rand::random_range(ms / 2..=ms))
+}
+
+async fn register(
+    cfg: &RunnerConfig,
+    client: &RunnerClient,
+    shutdown: &CancellationToken,
+) -> Result<Option<RegisterResponse>, RunnerError> {
+    let reg = Registration {
+        name: cfg.name.clone(),
+        version: VERSION.into(),
+        max_concurrency: cfg.max_concurrent_jobs,
+        tags: cfg.tags.to_vec().join(","),
+    };
+    let mut failures = 0;
+    loop {
+        match client.register(&reg).await {
+            Ok(r) => return Ok(Some(r)),
+            Err(ClientError::Api { status: 401, detail, .. }) => {
+                return Err(RunnerError::InvalidToken(detail.unwrap_or_default()));
+            }
+            Err(ClientError::Api { status, title, detail }) if (400..500).contains(&status) && status != 429 => {
+                return Err(RunnerError::Registration(format!(
+                    "{status} {title}: {}",
+                    detail.unwrap_or_default()
+                )));
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = backoff(failures, Duration::from_secs(1));
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot register with {}; retrying", cfg.server_url);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => return Ok(None),
+                }
+            }
+        }
+    }
+}
