@@ -221,3 +221,28 @@ async fn server_starts_answers_and_stops_gracefully_on_sigterm() {
     let status = child.wait().expect("wait");
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
+
+#[test]
+fn the_runner_compose_file_is_valid_and_mounts_the_docker_socket() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new("docker-compose")
+        .args(["-f", "docker-compose.runner.yml", "config"])
+        .current_dir(&root)
+        .env("RUNNER_SERVER_URL", "http://server:3000")
+        .env("RUNNER_TOKEN", "air_example")
+        .output()
+        .expect("docker-compose is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("/var/run/docker.sock:/var/run/docker.sock"), "{text}");
+    assert!(text.contains("DOCKER_EXECUTOR_IMAGE"), "{text}");
+    let missing = Command::new("docker-compose")
+        .args(["-f", "docker-compose.runner.yml", "config"])
+        .current_dir(&root)
+        .env_remove("RUNNER_SERVER_URL")
+        .env_remove("RUNNER_TOKEN")
+        .output()
+        .expect("docker-compose");
+    assert!(!missing.status.success(), "required variables are enforced");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("RUNNER_SERVER_URL"));
+}
