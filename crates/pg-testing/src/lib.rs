@@ -1,61 +1,122 @@
 //! A real PostgreSQL server for tests, and a fresh database per test.
 //!
-//! If `AI_REVIEW_TEST_POSTGRES_URL` is set (an admin URL such as
-//! `postgres://postgres@127.0.0.1:54329/postgres`, as `.ci/run` sets it),
-//! that server is used. Otherwise the first call in a test process starts a
-//! throwaway cluster: `initdb` into a temporary directory and `pg_ctl start`
-//! on a free loopback port (as the `postgres` OS user when running as root,
-//! since PostgreSQL refuses to run as root). The cluster is stopped when the
-//! test process exits normally (a watchdog process stops it if the test
-//! process dies). No PostgreSQL binaries: a panic that says how to install
-//! them. Never a skipped test.
+//! Tests call [`fresh_database_url`] and connect to the URL it returns: a
+//! brand-new, empty database of their own, so tests run in parallel without
+//! seeing each other's rows and every test starts from the migrations.
+//!
+//! Which server holds those databases:
+//!
+//! - If `AI_REVIEW_TEST_POSTGRES_URL` is set (an admin URL such as
+//!   `postgres://postgres@127.0.0.1:54329/postgres`, as `.ci/run` sets it),
+//!   that server is used. The role must be allowed to `CREATE DATABASE`.
+//!   The databases are left behind: point it at a throwaway cluster.
+//! - Otherwise the first call in a test process starts a throwaway cluster,
+//!   shared by every test of that process: `initdb -A trust -U postgres`
+//!   into a new directory under the temporary directory, then
+//!   `pg_ctl start` listening on a free loopback port only (its Unix socket
+//!   in the same directory), with `fsync` off since the data is worthless.
+//!   PostgreSQL refuses to run as root, so when the tests run as root
+//!   (checked with `id -u`; the workspace forbids unsafe code, so no libc)
+//!   the directory is given to the `postgres` OS user and both commands run
+//!   through `runuser -u postgres --`. A small `sh` watchdog, started with
+//!   the cluster, waits for the test process to exit, however it ends, then
+//!   stops the cluster (`pg_ctl stop -m immediate`) and deletes its
+//!   directory within about a second.
+//!
+//! Without PostgreSQL server binaries under `/usr/lib/postgresql/*/bin`
+//! the tests panic with a message saying how to install them: they are
+//! never skipped silently.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 use tokio::sync::OnceCell;
+
+/// Environment variable naming an existing server to use instead of
+/// starting one.
+pub const SERVER_URL_ENV: &str = "AI_REVIEW_TEST_POSTGRES_URL";
 
 static SERVER: OnceCell<String> = OnceCell::const_new();
 
-/// The admin URL of the test server, starting one if needed.
+/// The admin URL of this test process's PostgreSQL server: the one named by
+/// `AI_REVIEW_TEST_POSTGRES_URL`, or a throwaway cluster started on first
+/// use (see the crate docs).
+///
+/// # Panics
+///
+/// If no server is configured and none can be started, notably when the
+/// PostgreSQL server binaries are not installed.
 pub async fn admin_url() -> String {
     SERVER
         .get_or_init(|| async {
-            if let Ok(url) = std::env::var("AI_REVIEW_TEST_POSTGRES_URL")
-                && !url.is_empty()
+            if let Ok(url) = std::env::var(SERVER_URL_ENV)
+                && !url.trim().is_empty()
             {
-                return url;
+                return url.trim().to_owned();
             }
-            tokio::task::spawn_blocking(start_cluster)
-                .await
-                .expect("start PostgreSQL")
+            match tokio::task::spawn_blocking(start_cluster).await {
+                Ok(url) => url,
+                // Re-raise with the original message ("binaries not found…").
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => panic!("starting the test PostgreSQL was cancelled: {e}"),
+            }
         })
         .await
         .clone()
 }
 
-/// Creates an empty database with a unique name and returns its URL.
+/// Creates an empty database with a unique name on the test server and
+/// returns its URL (the admin URL with the database name replaced).
+///
+/// # Panics
+///
+/// If the server cannot be started or reached, or refuses the database.
 pub async fn fresh_database_url() -> String {
     let admin = admin_url().await;
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = None;
-    for _ in 0..50 {
-        match <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
-            Ok(c) => {
-                conn = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-        }
-    }
-    let mut conn =
-        conn.unwrap_or_else(|| panic!("cannot connect to the test PostgreSQL at {admin}"));
-    // The name is generated above from a UUID: safe to splice.
+    let mut conn = connect_with_retries(&admin).await;
+    // `CREATE DATABASE` takes no bind parameters. The name is generated
+    // above from a UUID (`t_` and hex digits only): safe to splice.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
-        .expect("create test database");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    format!("{base}/{name}")
+        .unwrap_or_else(|e| panic!("create test database {name} on {admin}: {e}"));
+    let _ = sqlx::Connection::close(conn).await;
+    with_database(&admin, &name)
+}
+
+async fn connect_with_retries(url: &str) -> sqlx::PgConnection {
+    let mut last = None;
+    for _ in 0..50 {
+        match <sqlx::PgConnection as sqlx::Connection>::connect(url).await {
+            Ok(c) => return c,
+            Err(e) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    panic!(
+        "cannot connect to the test PostgreSQL at {url}: {}",
+        last.map_or_else(String::new, |e| e.to_string())
+    )
+}
+
+/// `url` with its database (the last path segment) replaced by `db`,
+/// keeping any query string (`?sslmode=…`).
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_start..].find('/') {
+        Some(i) => &base[..authority_start + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{server}/{db}?{q}"),
+        None => format!("{server}/{db}"),
+    }
 }
 
 fn pg_bin_dir() -> PathBuf {
@@ -66,11 +127,18 @@ fn pg_bin_dir() -> PathBuf {
         .map(|e| e.path().join("bin"))
         .filter(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
         .collect();
-    dirs.sort();
+    // Newest major version last (directory names are version numbers).
+    dirs.sort_by_key(|p| {
+        p.parent()
+            .and_then(Path::file_name)
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
     dirs.pop().unwrap_or_else(|| {
         panic!(
-            "PostgreSQL server binaries not found under /usr/lib/postgresql: \
-             apt-get install postgresql, or set AI_REVIEW_TEST_POSTGRES_URL"
+            "PostgreSQL server binaries not found: apt-get install postgresql, \
+             or set {SERVER_URL_ENV} (looked for initdb and pg_ctl under /usr/lib/postgresql/*/bin)"
         )
     })
 }
@@ -83,7 +151,8 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn run(root: bool, program: &Path, args: &[&str]) {
+/// Runs a PostgreSQL program, as the `postgres` user when we are root.
+fn run(root: bool, program: &Path, args: &[&str]) -> Result<(), String> {
     let mut cmd = if root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
@@ -93,80 +162,137 @@ fn run(root: bool, program: &Path, args: &[&str]) {
     };
     let out = cmd
         .args(args)
+        .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
-    assert!(
-        out.status.success(),
-        "{} failed: {}{}",
-        program.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .map_err(|e| format!("run {}: {e}", program.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} {} failed ({}): {}{}",
+            program.display(),
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("free port")
+        .expect("find a free loopback port")
 }
 
 fn start_cluster() -> String {
     let bin = pg_bin_dir();
     let root = is_root();
     let dir = std::env::temp_dir().join(format!("ai-review-pg-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("create cluster dir");
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("create cluster dir {}: {e}", dir.display()));
     if root {
         let ok = Command::new("chown")
             .args(["postgres:postgres"])
             .arg(&dir)
             .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "chown {} to postgres failed", dir.display());
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "chown {} to the postgres user failed (PostgreSQL refuses to run as root; \
+             does the postgres OS user exist?)",
+            dir.display()
+        );
     }
-    let data = dir.join("data");
-    let data_s = data.to_string_lossy().into_owned();
+    let data = dir.join("data").to_string_lossy().into_owned();
     let dir_s = dir.to_string_lossy().into_owned();
-    run(
+    let log = dir.join("log").to_string_lossy().into_owned();
+    // Stop and delete whatever gets started, even if we panic below.
+    spawn_watchdog(root, &bin, &data, &dir_s);
+    if let Err(e) = run(
         root,
         &bin.join("initdb"),
-        &["-A", "trust", "-U", "postgres", "-D", &data_s],
-    );
-    let port = free_port();
-    let opts = format!(
-        "-c listen_addresses=127.0.0.1 -p {port} -k {dir_s} -c fsync=off -c synchronous_commit=off -c max_connections=300"
-    );
-    let log = dir.join("log").to_string_lossy().into_owned();
-    run(
-        root,
-        &bin.join("pg_ctl"),
-        &["-D", &data_s, "-l", &log, "-w", "-o", &opts, "start"],
-    );
-    spawn_watchdog(root, &bin, &data_s, &dir_s);
-    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+        &[
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+            "-D",
+            &data,
+        ],
+    ) {
+        panic!("{e}");
+    }
+    // The free port may be taken again before PostgreSQL binds it: retry.
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let port = free_port();
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {dir_s} -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        );
+        match run(
+            root,
+            &bin.join("pg_ctl"),
+            &[
+                "-D", &data, "-l", &log, "-w", "-t", "30", "-o", &opts, "start",
+            ],
+        ) {
+            Ok(()) => return format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            Err(e) => {
+                let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+                last_error = format!("{e}\nserver log:\n{server_log}");
+            }
+        }
+    }
+    panic!("could not start the test PostgreSQL: {last_error}")
 }
 
-/// Stops the cluster and removes its directory once this test process is
-/// gone, however it ends.
+/// Starts a detached `sh` that waits for this test process to exit, then
+/// stops the cluster and removes its directory.
 fn spawn_watchdog(root: bool, bin: &Path, data: &str, dir: &str) {
     let pid = std::process::id();
     let pg_ctl = bin.join("pg_ctl");
-    let stop = if root {
-        format!(
-            "runuser -u postgres -- {} -D {data} -m immediate stop",
-            pg_ctl.display()
-        )
-    } else {
-        format!("{} -D {data} -m immediate stop", pg_ctl.display())
-    };
+    let as_postgres = if root { "runuser -u postgres -- " } else { "" };
     let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {dir}"
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         {as_postgres}'{}' -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
+        pg_ctl.display()
     );
-    let _ = Command::new("sh")
+    let spawned = Command::new("sh")
         .args(["-c", &script])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn();
+    if let Err(e) = spawned {
+        // Not fatal: the cluster then lives on until the machine stops.
+        eprintln!("ai-review-pg-testing: no watchdog for the test PostgreSQL in {dir}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_is_replaced_in_urls() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t_1"),
+            "postgres://postgres@127.0.0.1:5432/t_1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1/admin?sslmode=disable", "t_1"),
+            "postgres://u:p@h:1/t_1?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:1", "t_1"),
+            "postgres://u@h:1/t_1"
+        );
+    }
 }

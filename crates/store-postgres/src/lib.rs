@@ -401,25 +401,25 @@ impl Store for PgStore {
                 return Err(taken(&reg.id));
             }
             let row: Option<RunnerRow> = sqlx::query_as(concat!(
-            "INSERT INTO runners (id, name, version, max_concurrency, tags, status, active_jobs, \
-             owner_id, registered_at, last_heartbeat_at) \
-             VALUES ($1, $2, $3, $4, $5, 'online', 0, $6, $7, $7) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version, \
-             max_concurrency = excluded.max_concurrency, tags = excluded.tags, status = 'online', \
-             last_heartbeat_at = excluded.last_heartbeat_at \
-             WHERE runners.owner_id = excluded.owner_id RETURNING ",
-            runner_columns!()
-        ))
-        .bind(reg.id.as_str())
-        .bind(&reg.name)
-        .bind(&reg.version)
-        .bind(i64::from(reg.max_concurrency))
-        .bind(tags_json(&reg.tags))
-        .bind(reg.owner.as_str())
-        .bind(reg.now.as_millis())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
+                "INSERT INTO runners (id, name, version, max_concurrency, tags, status, \
+                 active_jobs, owner_id, registered_at, last_heartbeat_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'online', 0, $6, $7, $7) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version, \
+                 max_concurrency = excluded.max_concurrency, tags = excluded.tags, \
+                 status = 'online', last_heartbeat_at = excluded.last_heartbeat_at \
+                 WHERE runners.owner_id = excluded.owner_id RETURNING ",
+                runner_columns!()
+            ))
+            .bind(reg.id.as_str())
+            .bind(&reg.name)
+            .bind(&reg.version)
+            .bind(i64::from(reg.max_concurrency))
+            .bind(tags_json(&reg.tags))
+            .bind(reg.owner.as_str())
+            .bind(reg.now.as_millis())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
             // No row: another user registered this id between our check and
             // the insert (the `FOR UPDATE` above cannot lock a row that does not
             // exist yet); the upsert's `WHERE` refused to take it over.
@@ -459,7 +459,7 @@ impl Store for PgStore {
         let outcome = async {
             let row: Option<RunnerRow> = sqlx::query_as(concat!(
                 "UPDATE runners SET status = $2, active_jobs = $3, last_heartbeat_at = $4 \
-             WHERE id = $1 RETURNING ",
+                 WHERE id = $1 RETURNING ",
                 runner_columns!()
             ))
             .bind(hb.runner_id.as_str())
@@ -474,8 +474,8 @@ impl Store for PgStore {
             )?;
             let held: Vec<(String, bool)> = sqlx::query_as(
                 "UPDATE tasks SET lease_expires_at = $2 \
-             WHERE runner_id = $1 AND state IN ('picked_up', 'executing') \
-             RETURNING id, cancel_requested",
+                 WHERE runner_id = $1 AND state IN ('picked_up', 'executing') \
+                 RETURNING id, cancel_requested",
             )
             .bind(hb.runner_id.as_str())
             .bind(hb.lease_until.as_millis())
@@ -628,11 +628,11 @@ impl Store for PgStore {
         let outcome = async {
             let rows: Vec<TaskRow> = sqlx::query_as(concat!(
                 "UPDATE tasks SET state = 'picked_up', runner_id = $1, attempt = attempt + 1, \
-             phase = NULL, lease_expires_at = $3, updated_at = $2 \
-             WHERE id IN (SELECT t.id FROM tasks t WHERE t.state = 'pending' AND t.expires_at > $2 \
-               AND t.required_tags::jsonb <@ $4::jsonb \
-               ORDER BY t.created_at, t.id LIMIT $5 FOR UPDATE SKIP LOCKED) \
-             RETURNING ",
+                 phase = NULL, lease_expires_at = $3, updated_at = $2 \
+                 WHERE id IN (SELECT t.id FROM tasks t WHERE t.state = 'pending' AND t.expires_at > $2 \
+                 AND t.required_tags::jsonb <@ $4::jsonb \
+                 ORDER BY t.created_at, t.id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                 RETURNING ",
                 task_columns!()
             ))
             .bind(c.runner_id.as_str())
@@ -648,7 +648,7 @@ impl Store for PgStore {
             for t in &tasks {
                 sqlx::query(
                     "INSERT INTO task_attempts (task_id, attempt, runner_id, claimed_at) \
-                 VALUES ($1, $2, $3, $4)",
+                     VALUES ($1, $2, $3, $4)",
                 )
                 .bind(t.id.as_str())
                 .bind(i64::from(t.attempt.0))
@@ -680,7 +680,7 @@ impl Store for PgStore {
             check_task_ref(&task, r)?;
             let row: TaskRow = sqlx::query_as(concat!(
                 "UPDATE tasks SET phase = $2, state = 'executing', lease_expires_at = $3, \
-             updated_at = $4 WHERE id = $1 RETURNING ",
+                 updated_at = $4 WHERE id = $1 RETURNING ",
                 task_columns!()
             ))
             .bind(r.task_id.as_str())
@@ -881,7 +881,7 @@ impl Store for PgStore {
                 "SELECT ",
                 task_columns!(),
                 " FROM tasks WHERE state IN ('picked_up', 'executing') AND lease_expires_at < $1 \
-             FOR UPDATE SKIP LOCKED"
+                 FOR UPDATE SKIP LOCKED"
             ))
             .bind(now.as_millis())
             .fetch_all(&mut *tx)
@@ -931,7 +931,7 @@ impl Store for PgStore {
                 let reason = policy::expiry_reason(&task);
                 sqlx::query(
                     "UPDATE tasks SET state = 'expired', failure_reason = $2, updated_at = $3, \
-                 finished_at = $3 WHERE id = $1",
+                     finished_at = $3 WHERE id = $1",
                 )
                 .bind(task.id.as_str())
                 .bind(&reason)

@@ -131,12 +131,31 @@ async fn concurrent_reapers_on_two_replicas_requeue_each_task_once() {
     assert_eq!(claimed.len(), 30);
     let later = now.plus_millis(LEASE + 1);
     let requeue_expiry = later.plus_millis(3_600_000);
-    let (ra, rb) = tokio::join!(
-        a.reap_expired_leases(later, requeue_expiry),
-        b.reap_expired_leases(later, requeue_expiry)
+    // Three reaper passes on each replica at once.
+    let reapers: Vec<_> = (0..6)
+        .map(|n| {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.reap_expired_leases(later, requeue_expiry).await })
+        })
+        .collect();
+    let mut requeued = Vec::new();
+    for r in reapers {
+        let report = r.await.expect("join").expect("reap");
+        assert!(
+            report.failed.is_empty() && report.cancelled.is_empty(),
+            "{report:?}"
+        );
+        requeued.extend(report.requeued);
+    }
+    assert_eq!(
+        requeued.len(),
+        30,
+        "each task reported requeued once: {requeued:?}"
     );
-    let (ra, rb) = (ra.expect("reap a"), rb.expect("reap b"));
-    assert_eq!(ra.requeued.len() + rb.requeued.len(), 30, "{ra:?} {rb:?}");
+    assert_eq!(
+        requeued.into_iter().collect::<HashSet<_>>(),
+        ids.iter().cloned().collect::<HashSet<_>>()
+    );
     for id in &ids {
         let requeues = a
             .task_events(id)
@@ -146,7 +165,33 @@ async fn concurrent_reapers_on_two_replicas_requeue_each_task_once() {
             .filter(|e| e.kind == "requeued")
             .count();
         assert_eq!(requeues, 1, "task {id}");
+        let attempts = a.task_attempts(id).await.expect("attempts");
+        assert_eq!(attempts.len(), 1, "task {id}");
+        assert_eq!(attempts[0].outcome.as_deref(), Some("lease_expired"));
         let t = b.get_task(id).await.expect("get").expect("task");
         assert_eq!((t.state, t.attempt), (TaskState::Pending, Attempt(1)));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_apply_each_migration_once() {
+    let url = ai_review_pg_testing::fresh_database_url().await;
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PgStore::connect(&url).await })
+        })
+        .collect();
+    for s in starts {
+        s.await.expect("join").expect("replica starts");
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect");
+    let versions: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, name FROM _migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .expect("read _migrations");
+    assert_eq!(versions, vec![(1, "init".to_owned())]);
 }
