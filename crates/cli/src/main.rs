@@ -166,11 +166,13 @@ fn ai_review_protocol_init() {
 /// `ai-review runner`: exit 0 after a clean drain, 2 for configuration
 /// errors, 3 when the server refuses the token, 1 otherwise.
 async fn runner() -> ExitCode {
-    use ai_review_runner::agent::{Agent, RunnerError, EXIT_AUTH, EXIT_CONFIG};
+    use ai_review_runner::agent::{Agent, EXIT_AUTH, EXIT_CONFIG, RunnerError};
     let cfg = match ai_review_runner::config::RunnerConfig::from_env() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}\nrun `ai-review runner --help` for every variable and its default");
+            eprintln!(
+                "error: {e}\nrun `ai-review runner --help` for every variable and its default"
+            );
             return ExitCode::from(EXIT_CONFIG);
         }
     };

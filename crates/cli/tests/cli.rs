@@ -233,8 +233,15 @@ fn the_runner_compose_file_is_valid_and_mounts_the_docker_socket() {
         .output()
         .expect("docker-compose is installed");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("/var/run/docker.sock:/var/run/docker.sock"), "{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("/var/run/docker.sock:/var/run/docker.sock"),
+        "{text}"
+    );
     assert!(text.contains("DOCKER_EXECUTOR_IMAGE"), "{text}");
     let missing = Command::new("docker-compose")
         .args(["-f", "docker-compose.runner.yml", "config"])

@@ -161,11 +161,19 @@ pub fn diff_stats(repo: &Path, task: &ExecutorTask) -> Result<ExecutorOutput, Ex
         )));
     }
     if !hex_sha(&task.base_sha) || !hex_sha(&task.head_sha) {
-        return Err(ExecError("baseSha and headSha must be full hex SHAs".into()));
+        return Err(ExecError(
+            "baseSha and headSha must be full hex SHAs".into(),
+        ));
     }
     let range = [task.base_sha.as_str(), task.head_sha.as_str()];
-    let status = git(repo, &[&["diff", "--name-status", "-z", "-M", "-C"][..], &range].concat())?;
-    let numstat = git(repo, &[&["diff", "--numstat", "-z", "-M", "-C"][..], &range].concat())?;
+    let status = git(
+        repo,
+        &[&["diff", "--name-status", "-z", "-M", "-C"][..], &range].concat(),
+    )?;
+    let numstat = git(
+        repo,
+        &[&["diff", "--numstat", "-z", "-M", "-C"][..], &range].concat(),
+    )?;
     let mut files = parse_name_status(&status)?;
     let counts = parse_numstat(&numstat)?;
     if counts.len() != files.len() {
@@ -222,14 +230,18 @@ pub fn parse_name_status(out: &[u8]) -> Result<Vec<FileStat>, ExecError> {
             b'R' | b'C' => {
                 let old = next()?;
                 let new = next()?;
-                let s = if letter == b'R' { FileStatus::Renamed } else { FileStatus::Copied };
+                let s = if letter == b'R' {
+                    FileStatus::Renamed
+                } else {
+                    FileStatus::Copied
+                };
                 (s, new, Some(old))
             }
             other => {
                 return Err(ExecError(format!(
                     "unexpected git status {:?}",
                     char::from(other)
-                )))
+                )));
             }
         };
         files.push(FileStat {
@@ -244,29 +256,48 @@ pub fn parse_name_status(out: &[u8]) -> Result<Vec<FileStat>, ExecError> {
     Ok(files)
 }
 
-/// Parses `git diff --numstat -z` output into (additions, deletions) per
-/// file; `None` for binary files (`-`).
-pub fn parse_numstat(out: &[u8]) -> Result<Vec<(Option<u64>, Option<u64>)>, ExecError> {
+/// Added and deleted lines of one file; `None` for binary files.
+pub type LineCounts = (Option<u64>, Option<u64>);
+
+/// Parses `git diff --numstat -z` output into line counts per file, in
+/// git's order (binary files show as `-` and count as `None`).
+pub fn parse_numstat(out: &[u8]) -> Result<Vec<LineCounts>, ExecError> {
     let mut rest = out;
     let mut counts = Vec::new();
     while !rest.is_empty() {
         // "<adds>\t<dels>\t<path>\0" or, for renames, "<adds>\t<dels>\t\0<old>\0<new>\0".
-        let tab1 = rest.iter().position(|b| *b == b'\t').ok_or_else(|| ExecError("bad numstat".into()))?;
+        let tab1 = rest
+            .iter()
+            .position(|b| *b == b'\t')
+            .ok_or_else(|| ExecError("bad numstat".into()))?;
         let adds = &rest[..tab1];
         rest = &rest[tab1 + 1..];
-        let tab2 = rest.iter().position(|b| *b == b'\t').ok_or_else(|| ExecError("bad numstat".into()))?;
+        let tab2 = rest
+            .iter()
+            .position(|b| *b == b'\t')
+            .ok_or_else(|| ExecError("bad numstat".into()))?;
         let dels = &rest[..tab2];
         rest = &rest[tab2 + 1..];
-        let nul = rest.iter().position(|b| *b == 0).ok_or_else(|| ExecError("bad numstat".into()))?;
+        let nul = rest
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or_else(|| ExecError("bad numstat".into()))?;
         let path_is_empty = nul == 0;
         rest = &rest[nul + 1..];
         if path_is_empty {
             for _ in 0..2 {
-                let n = rest.iter().position(|b| *b == 0).ok_or_else(|| ExecError("bad numstat".into()))?;
+                let n = rest
+                    .iter()
+                    .position(|b| *b == 0)
+                    .ok_or_else(|| ExecError("bad numstat".into()))?;
                 rest = &rest[n + 1..];
             }
         }
-        let num = |f: &[u8]| std::str::from_utf8(f).ok().and_then(|s| s.parse::<u64>().ok());
+        let num = |f: &[u8]| {
+            std::str::from_utf8(f)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+        };
         counts.push((num(adds), num(dels)));
     }
     Ok(counts)
@@ -292,7 +323,12 @@ mod tests {
     }
 
     fn rev(dir: &Path, r: &str) -> String {
-        let out = Command::new("git").args(["-C"]).arg(dir).args(["rev-parse", r]).output().expect("git");
+        let out = Command::new("git")
+            .args(["-C"])
+            .arg(dir)
+            .args(["rev-parse", r])
+            .output()
+            .expect("git");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -300,29 +336,77 @@ mod tests {
     fn computes_renames_deletions_binaries_and_counts() {
         let d = tempfile::tempdir().expect("tempdir");
         let p = d.path();
-        sh(p, "git init -q -b main . && printf 'a\\nb\\nc\\n' > keep.txt && printf '1\\n2\\n3\\n4\\n5\\n6\\n' > old.txt && echo x > gone.txt && git add . && git commit -qm base");
+        sh(
+            p,
+            "git init -q -b main . && printf 'a\\nb\\nc\\n' > keep.txt && printf '1\\n2\\n3\\n4\\n5\\n6\\n' > old.txt && echo x > gone.txt && git add . && git commit -qm base",
+        );
         let base = rev(p, "HEAD");
-        sh(p, "printf 'a\\nB\\nc\\nd\\n' > keep.txt && git mv old.txt 'new name.txt' && git rm -q gone.txt && printf '\\000\\001\\002' > blob.bin && git add . && git commit -qm head");
+        sh(
+            p,
+            "printf 'a\\nB\\nc\\nd\\n' > keep.txt && git mv old.txt 'new name.txt' && git rm -q gone.txt && printf '\\000\\001\\002' > blob.bin && git add . && git commit -qm head",
+        );
         let head = rev(p, "HEAD");
-        let out = diff_stats(p, &ExecutorTask { version: 1, task_id: "t".into(), base_sha: base, head_sha: head }).expect("diff");
-        let by_path = |name: &str| out.files.iter().find(|f| f.path == name).cloned().expect(name);
+        let out = diff_stats(
+            p,
+            &ExecutorTask {
+                version: 1,
+                task_id: "t".into(),
+                base_sha: base,
+                head_sha: head,
+            },
+        )
+        .expect("diff");
+        let by_path = |name: &str| {
+            out.files
+                .iter()
+                .find(|f| f.path == name)
+                .cloned()
+                .expect(name)
+        };
         assert_eq!(out.files.len(), 4, "{:?}", out.files);
         let keep = by_path("keep.txt");
-        assert_eq!((keep.status, keep.additions, keep.deletions), (FileStatus::Modified, 2, 1));
+        assert_eq!(
+            (keep.status, keep.additions, keep.deletions),
+            (FileStatus::Modified, 2, 1)
+        );
         let moved = by_path("new name.txt");
-        assert_eq!((moved.status, moved.old_path.as_deref()), (FileStatus::Renamed, Some("old.txt")));
+        assert_eq!(
+            (moved.status, moved.old_path.as_deref()),
+            (FileStatus::Renamed, Some("old.txt"))
+        );
         assert_eq!(by_path("gone.txt").status, FileStatus::Deleted);
         let bin = by_path("blob.bin");
         assert!(bin.binary && bin.status == FileStatus::Added);
-        assert_eq!(out.totals, Totals { files: 4, additions: 2, deletions: 2 });
+        assert_eq!(
+            out.totals,
+            Totals {
+                files: 4,
+                additions: 2,
+                deletions: 2
+            }
+        );
     }
 
     #[test]
     fn refuses_other_contract_versions_and_bad_shas() {
         let d = tempfile::tempdir().expect("tempdir");
-        let t = ExecutorTask { version: 2, task_id: "t".into(), base_sha: "a".repeat(40), head_sha: "b".repeat(40) };
-        assert!(diff_stats(d.path(), &t).expect_err("v2").0.contains("version 2"));
-        let t = ExecutorTask { version: 1, base_sha: "--output=/x".into(), ..t };
+        let t = ExecutorTask {
+            version: 2,
+            task_id: "t".into(),
+            base_sha: "a".repeat(40),
+            head_sha: "b".repeat(40),
+        };
+        assert!(
+            diff_stats(d.path(), &t)
+                .expect_err("v2")
+                .0
+                .contains("version 2")
+        );
+        let t = ExecutorTask {
+            version: 1,
+            base_sha: "--output=/x".into(),
+            ..t
+        };
         assert!(diff_stats(d.path(), &t).is_err());
     }
 }

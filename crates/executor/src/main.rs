@@ -6,7 +6,7 @@
 //! ```
 
 use ai_review_executor::{
-    diff_stats, ExecutorTask, REPO_DIR, STARTED_MARKER, TASK_FILE, WORKSPACE_MOUNT,
+    ExecutorTask, REPO_DIR, STARTED_MARKER, TASK_FILE, WORKSPACE_MOUNT, diff_stats,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -54,7 +54,10 @@ fn wait_for_task(path: &std::path::Path, limit: Option<Duration>) -> Result<Vec<
             Ok(b) => return Ok(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if limit.is_some_and(|l| start.elapsed() >= l) {
-                    return Err(format!("no task file at {} after {limit:?}", path.display()));
+                    return Err(format!(
+                        "no task file at {} after {limit:?}",
+                        path.display()
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }

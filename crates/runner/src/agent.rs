@@ -7,7 +7,7 @@ use crate::engine::*;
 use crate::git::{self, CloneError, CloneRequest};
 use crate::logs::LogBuffer;
 use ai_review_domain::{Attempt, Phase, RunnerStatus, TaskId, TaskOutcome};
-use ai_review_executor::{ExecutorTask, CONTRACT_VERSION, REPO_DIR, TASK_FILE};
+use ai_review_executor::{CONTRACT_VERSION, ExecutorTask, REPO_DIR, TASK_FILE};
 use ai_review_protocol::client::{ClientError, Registration, RunnerClient};
 use ai_review_protocol::runner::{RegisterResponse, TaskAssignment};
 use futures::StreamExt;
@@ -34,7 +34,9 @@ const CONTAINER_USER: &str = "65534:65534";
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     /// The server refused the token.
-    #[error("the server refused RUNNER_TOKEN ({0}); create a valid key with `ai-review admin create-api-key` and set RUNNER_TOKEN. Pending tasks stay queued.")]
+    #[error(
+        "the server refused RUNNER_TOKEN ({0}); create a valid key with `ai-review admin create-api-key` and set RUNNER_TOKEN. Pending tasks stay queued."
+    )]
     InvalidToken(String),
     /// Registration failed for a reason retrying cannot fix.
     #[error("registration refused: {0}")]
@@ -190,8 +192,13 @@ impl Agent {
         shutdown: CancellationToken,
     ) -> Result<(), RunnerError> {
         engine.check(&cfg.image).await?;
-        let client = RunnerClient::new(&cfg.server_url, &cfg.token, cfg.id.clone(), cfg.request_timeout)
-            .map_err(|e| RunnerError::Other(e.to_string()))?;
+        let client = RunnerClient::new(
+            &cfg.server_url,
+            &cfg.token,
+            cfg.id.clone(),
+            cfg.request_timeout,
+        )
+        .map_err(|e| RunnerError::Other(e.to_string()))?;
         let Some(reg) = register(&cfg, &client, &shutdown).await? else {
             return Ok(());
         };
@@ -239,7 +246,11 @@ impl Agent {
     /// crash or `kill -9`) and reports their tasks `runner_restarted`, so the
     /// server re-queues them at once instead of waiting for the lease.
     async fn reap_leftovers(&self) {
-        match self.engine.list_labelled(LABEL_RUNNER, self.cfg.id.as_str()).await {
+        match self
+            .engine
+            .list_labelled(LABEL_RUNNER, self.cfg.id.as_str())
+            .await
+        {
             Ok(list) => {
                 for c in list {
                     tracing::warn!(container.name = %c.name, "removing a container left by an earlier run");
@@ -251,12 +262,15 @@ impl Agent {
             Err(e) => tracing::error!(error = %e, "cannot list leftover containers"),
         }
         let dir = runner_dir(&self.cfg);
-        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return };
+        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+            return;
+        };
         while let Ok(Some(entry)) = entries.next_entry().await {
             let path = entry.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                if let Ok(raw) = tokio::fs::read(&path).await
-                    && let Ok(rec) = serde_json::from_slice::<ClaimRecord>(&raw)
+            if path.extension().is_some_and(|e| e == "json")
+                && let Ok(raw) = tokio::fs::read(&path).await
+                && let Ok(rec) = serde_json::from_slice::<ClaimRecord>(&raw)
+            {
                 {
                     tracing::warn!(task.id = %rec.task_id, "reporting a task interrupted by a runner restart");
                     let r = self
@@ -265,7 +279,9 @@ impl Agent {
                             &rec.task_id,
                             rec.attempt,
                             TaskOutcome::Failed,
-                            Some("runner_restarted: the runner restarted while the task ran".into()),
+                            Some(
+                                "runner_restarted: the runner restarted while the task ran".into(),
+                            ),
                             true,
                             None,
                         )
@@ -284,7 +300,14 @@ impl Agent {
             return;
         }
         loop {
-            while self.pool.ready.lock().map(|r| r.len()).unwrap_or(usize::MAX) < self.pool.want {
+            while self
+                .pool
+                .ready
+                .lock()
+                .map(|r| r.len())
+                .unwrap_or(usize::MAX)
+                < self.pool.want
+            {
                 if self.pool.stop.is_cancelled() {
                     return;
                 }
@@ -327,11 +350,20 @@ impl Agent {
             remove_path(&dir).await;
             return Err(e.to_string());
         }
-        Ok(Slot { name, dir, container: Some(id) })
+        Ok(Slot {
+            name,
+            dir,
+            container: Some(id),
+        })
     }
 
     async fn empty_pool(&self) {
-        let slots: Vec<Slot> = self.pool.ready.lock().map(|mut r| r.drain(..).collect()).unwrap_or_default();
+        let slots: Vec<Slot> = self
+            .pool
+            .ready
+            .lock()
+            .map(|mut r| r.drain(..).collect())
+            .unwrap_or_default();
         for s in slots {
             if let Some(id) = &s.container {
                 let _ = self.engine.remove(id).await;
@@ -349,7 +381,11 @@ impl Agent {
         let name = new_slot_name(&self.cfg);
         let dir = runner_dir(&self.cfg).join(&name);
         make_dir(&dir).await?;
-        Ok(Slot { name, dir, container: None })
+        Ok(Slot {
+            name,
+            dir,
+            container: None,
+        })
     }
 
     async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
@@ -361,14 +397,20 @@ impl Agent {
                 _ = stop.cancelled() => return,
             }
             let jobs = self.active_jobs();
-            let status = if jobs >= self.cfg.max_concurrent_jobs { RunnerStatus::Busy } else { RunnerStatus::Online };
+            let status = if jobs >= self.cfg.max_concurrent_jobs {
+                RunnerStatus::Busy
+            } else {
+                RunnerStatus::Online
+            };
             match self.client.heartbeat(status, jobs).await {
                 Ok(answer) => {
                     for id in answer.cancel_task_ids {
                         self.stop_task(&id, StopReason::Cancelled);
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying at the next interval"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat failed; retrying at the next interval")
+                }
             }
         }
     }
@@ -449,10 +491,21 @@ impl Agent {
         self.tasks.close();
         let n = self.active_jobs();
         if n > 0 {
-            tracing::info!(tasks = n, grace_ms = self.cfg.drain_timeout.as_millis() as u64, "draining");
+            tracing::info!(
+                tasks = n,
+                grace_ms = self.cfg.drain_timeout.as_millis() as u64,
+                "draining"
+            );
         }
-        if tokio::time::timeout(self.cfg.drain_timeout, self.tasks.wait()).await.is_err() {
-            let ids: Vec<TaskId> = self.active.lock().map(|a| a.keys().cloned().collect()).unwrap_or_default();
+        if tokio::time::timeout(self.cfg.drain_timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            let ids: Vec<TaskId> = self
+                .active
+                .lock()
+                .map(|a| a.keys().cloned().collect())
+                .unwrap_or_default();
             for id in ids {
                 self.stop_task(&id, StopReason::Interrupted);
             }
@@ -462,7 +515,10 @@ impl Agent {
 
     async fn execute(self: &Arc<Self>, t: TaskAssignment, stop: Stop) {
         let log = Arc::new(LogBuffer::new(vec![self.cfg.token.clone()]));
-        let flusher = tokio::spawn(self.clone().flush_logs(t.clone(), log.clone(), stop.clone()));
+        let flusher = tokio::spawn(
+            self.clone()
+                .flush_logs(t.clone(), log.clone(), stop.clone()),
+        );
         let mut slot = None;
         let outcome = self.execute_inner(&t, &stop, &log, &mut slot).await;
         if let Some(s) = &slot {
@@ -481,7 +537,12 @@ impl Agent {
             return;
         }
         let (outcome, reason, retryable, output) = match (stop.reason(), outcome) {
-            (Some(StopReason::Cancelled), _) => (TaskOutcome::Cancelled, Some("cancelled by user".to_owned()), false, None),
+            (Some(StopReason::Cancelled), _) => (
+                TaskOutcome::Cancelled,
+                Some("cancelled by user".to_owned()),
+                false,
+                None,
+            ),
             (Some(StopReason::Interrupted), _) => (
                 TaskOutcome::Failed,
                 Some("interrupted: the runner shut down before the task finished".to_owned()),
@@ -491,7 +552,10 @@ impl Agent {
             (_, Ok(out)) => (TaskOutcome::Succeeded, None, false, Some(out)),
             (_, Err(f)) => (TaskOutcome::Failed, Some(f.reason), f.retryable, None),
         };
-        let _ = self.client.report_phase(&t.task_id, t.attempt, Phase::Submitting).await;
+        let _ = self
+            .client
+            .report_phase(&t.task_id, t.attempt, Phase::Submitting)
+            .await;
         self.submit(&t, outcome, reason, retryable, output).await;
     }
 
@@ -506,7 +570,14 @@ impl Agent {
         for attempt in 1..=6u32 {
             match self
                 .client
-                .submit_result(&t.task_id, t.attempt, outcome, reason.clone(), retryable, output.clone())
+                .submit_result(
+                    &t.task_id,
+                    t.attempt,
+                    outcome,
+                    reason.clone(),
+                    retryable,
+                    output.clone(),
+                )
                 .await
             {
                 Ok(r) => {
@@ -530,7 +601,9 @@ impl Agent {
         match self.client.report_phase(&t.task_id, t.attempt, p).await {
             Ok(s) if s.cancel_requested => stop.stop(StopReason::Cancelled),
             Ok(_) => {}
-            Err(ClientError::Api { status: 409 | 403, .. }) => stop.stop(StopReason::LeaseLost),
+            Err(ClientError::Api {
+                status: 409 | 403, ..
+            }) => stop.stop(StopReason::LeaseLost),
             Err(e) => tracing::warn!(task.id = %t.task_id, error = %e, "phase report failed"),
         }
     }
@@ -542,7 +615,9 @@ impl Agent {
         }
         match self.client.append_logs(&t.task_id, t.attempt, lines).await {
             Ok(_) => true,
-            Err(ClientError::Api { status: 409 | 403, .. }) => false,
+            Err(ClientError::Api {
+                status: 409 | 403, ..
+            }) => false,
             Err(e) => {
                 tracing::warn!(task.id = %t.task_id, error = %e, "could not send log lines");
                 true
@@ -569,7 +644,10 @@ impl Agent {
     ) -> Result<serde_json::Value, Failure> {
         self.phase(t, Phase::Preparing, stop).await;
         let slot = self.take_slot().await.map_err(Failure::retry)?;
-        let claim = ClaimRecord { task_id: t.task_id.clone(), attempt: t.attempt };
+        let claim = ClaimRecord {
+            task_id: t.task_id.clone(),
+            attempt: t.attempt,
+        };
         let claim_path = runner_dir(&self.cfg).join(format!("{}.json", slot.name));
         let dir = slot.dir.clone();
         let warm = slot.container.clone();
@@ -583,7 +661,10 @@ impl Agent {
         }
 
         self.phase(t, Phase::Cloning, stop).await;
-        log.line("runner", &format!("cloning {} at {}", t.spec.repo_url, t.spec.head_sha));
+        log.line(
+            "runner",
+            &format!("cloning {} at {}", t.spec.repo_url, t.spec.head_sha),
+        );
         let req = CloneRequest {
             url: t.spec.repo_url.as_str(),
             head_sha: t.spec.head_sha.as_str(),
@@ -593,7 +674,15 @@ impl Agent {
             auth_header: None,
         };
         let log_fn = |l: String| log.line("runner", &l);
-        match git::clone(&dir.join(REPO_DIR), &req, self.cfg.container_timeout, &stop.token, &log_fn).await {
+        match git::clone(
+            &dir.join(REPO_DIR),
+            &req,
+            self.cfg.container_timeout,
+            &stop.token,
+            &log_fn,
+        )
+        .await
+        {
             Ok(()) => {}
             Err(CloneError::Cancelled) => return Err(Failure::fatal("stopped")),
             Err(e) => return Err(Failure::retry(format!("clone_failed: {e}"))),
@@ -618,11 +707,18 @@ impl Agent {
             Some(id) => id,
             None => {
                 let spec = container_spec(&self.cfg, &name, &dir, false);
-                let id = self.engine.create(&spec).await.map_err(|e| Failure::retry(e.to_string()))?;
+                let id = self
+                    .engine
+                    .create(&spec)
+                    .await
+                    .map_err(|e| Failure::retry(e.to_string()))?;
                 if let Some(s) = slot_out.as_mut() {
                     s.container = Some(id.clone());
                 }
-                self.engine.start(&id).await.map_err(|e| Failure::retry(e.to_string()))?;
+                self.engine
+                    .start(&id)
+                    .await
+                    .map_err(|e| Failure::retry(e.to_string()))?;
                 id
             }
         };
@@ -631,7 +727,12 @@ impl Agent {
 
     /// Streams the container's output, enforces the timeout and stop
     /// requests, and turns its exit into a result or a failure reason.
-    async fn supervise(&self, id: &str, stop: &Stop, log: &LogBuffer) -> Result<serde_json::Value, Failure> {
+    async fn supervise(
+        &self,
+        id: &str,
+        stop: &Stop,
+        log: &LogBuffer,
+    ) -> Result<serde_json::Value, Failure> {
         let mut output = self.engine.output(id);
         let mut stdout = Vec::new();
         let reader = async {
@@ -680,8 +781,11 @@ impl Agent {
                 log.tail()
             )));
         }
-        serde_json::from_slice(&stdout)
-            .map_err(|e| Failure::fatal(format!("invalid_output: the executor's result is not valid JSON: {e}")))
+        serde_json::from_slice(&stdout).map_err(|e| {
+            Failure::fatal(format!(
+                "invalid_output: the executor's result is not valid JSON: {e}"
+            ))
+        })
     }
 }
 
@@ -694,10 +798,16 @@ struct Failure {
 
 impl Failure {
     fn retry(reason: impl Into<String>) -> Self {
-        Self { reason: reason.into(), retryable: true }
+        Self {
+            reason: reason.into(),
+            retryable: true,
+        }
     }
     fn fatal(reason: impl Into<String>) -> Self {
-        Self { reason: reason.into(), retryable: false }
+        Self {
+            reason: reason.into(),
+            retryable: false,
+        }
     }
 }
 
@@ -724,10 +834,18 @@ async fn register(
     loop {
         match client.register(&reg).await {
             Ok(r) => return Ok(Some(r)),
-            Err(ClientError::Api { status: 401, detail, .. }) => {
+            Err(ClientError::Api {
+                status: 401,
+                detail,
+                ..
+            }) => {
                 return Err(RunnerError::InvalidToken(detail.unwrap_or_default()));
             }
-            Err(ClientError::Api { status, title, detail }) if (400..500).contains(&status) && status != 429 => {
+            Err(ClientError::Api {
+                status,
+                title,
+                detail,
+            }) if (400..500).contains(&status) && status != 429 => {
                 return Err(RunnerError::Registration(format!(
                     "{status} {title}: {}",
                     detail.unwrap_or_default()

@@ -22,27 +22,111 @@ pub struct VarSpec {
 
 /// Every variable the runner reads, in `--help` order.
 pub const VARS: &[VarSpec] = &[
-    VarSpec { name: "RUNNER_SERVER_URL", default: None, help: "URL of the ai-review server, e.g. http://server:3000" },
-    VarSpec { name: "RUNNER_TOKEN", default: None, help: "API key the runner authenticates with (ai-review admin create-api-key)" },
-    VarSpec { name: "RUNNER_NAME", default: None, help: "display name of this runner instance" },
-    VarSpec { name: "DOCKER_EXECUTOR_IMAGE", default: None, help: "image that executes reviews (built from Dockerfile.executor)" },
-    VarSpec { name: "RUNNER_ID", default: Some("RUNNER_NAME"), help: "stable runner id (A-Z a-z 0-9 . _ -); defaults to RUNNER_NAME" },
-    VarSpec { name: "RUNNER_TAGS", default: Some(""), help: "comma-separated routing tags this runner offers" },
-    VarSpec { name: "RUNNER_MAX_CONCURRENT_JOBS", default: Some("2"), help: "reviews run in parallel" },
-    VarSpec { name: "RUNNER_POLL_INTERVAL_MS", default: Some("2000"), help: "pause after an empty or failed poll" },
-    VarSpec { name: "RUNNER_POLL_TIMEOUT_MS", default: Some("30000"), help: "long-poll hold of each poll request" },
-    VarSpec { name: "RUNNER_HEARTBEAT_INTERVAL_MS", default: Some("10000"), help: "heartbeat period (renews task leases)" },
-    VarSpec { name: "RUNNER_REQUEST_TIMEOUT_MS", default: Some("15000"), help: "timeout of each request to the server (polls add their hold)" },
-    VarSpec { name: "RUNNER_CLONE_DEPTH", default: Some("50"), help: "git clone depth (0 = full history)" },
-    VarSpec { name: "RUNNER_DRAIN_TIMEOUT_MS", default: Some("60000"), help: "on SIGTERM/SIGINT, how long running tasks may finish before they are interrupted" },
-    VarSpec { name: "DOCKER_MEMORY_LIMIT", default: Some("1g"), help: "memory limit per container (bytes, or with k/m/g suffix)" },
-    VarSpec { name: "DOCKER_CPU_LIMIT", default: Some("1"), help: "CPUs per container (e.g. 0.5, 2)" },
-    VarSpec { name: "DOCKER_PIDS_LIMIT", default: Some("256"), help: "process limit per container" },
-    VarSpec { name: "DOCKER_NETWORK_MODE", default: Some("none"), help: "container network mode (none, bridge, or a network name)" },
-    VarSpec { name: "DOCKER_WORKSPACE_BASE", default: Some("/tmp/ai-review-workspaces"), help: "host directory for per-task checkouts" },
-    VarSpec { name: "DOCKER_TIMEOUT_SECONDS", default: Some("600"), help: "wall-clock limit of one review container" },
-    VarSpec { name: "DOCKER_POOL_SIZE", default: Some("1"), help: "pre-warmed containers kept ready (0 disables the pool)" },
-    VarSpec { name: "DOCKER_HOST", default: Some("unix:///var/run/docker.sock"), help: "Docker Engine socket" },
+    VarSpec {
+        name: "RUNNER_SERVER_URL",
+        default: None,
+        help: "URL of the ai-review server, e.g. http://server:3000",
+    },
+    VarSpec {
+        name: "RUNNER_TOKEN",
+        default: None,
+        help: "API key the runner authenticates with (ai-review admin create-api-key)",
+    },
+    VarSpec {
+        name: "RUNNER_NAME",
+        default: None,
+        help: "display name of this runner instance",
+    },
+    VarSpec {
+        name: "DOCKER_EXECUTOR_IMAGE",
+        default: None,
+        help: "image that executes reviews (built from Dockerfile.executor)",
+    },
+    VarSpec {
+        name: "RUNNER_ID",
+        default: Some("RUNNER_NAME"),
+        help: "stable runner id (A-Z a-z 0-9 . _ -); defaults to RUNNER_NAME",
+    },
+    VarSpec {
+        name: "RUNNER_TAGS",
+        default: Some(""),
+        help: "comma-separated routing tags this runner offers",
+    },
+    VarSpec {
+        name: "RUNNER_MAX_CONCURRENT_JOBS",
+        default: Some("2"),
+        help: "reviews run in parallel",
+    },
+    VarSpec {
+        name: "RUNNER_POLL_INTERVAL_MS",
+        default: Some("2000"),
+        help: "pause after an empty or failed poll",
+    },
+    VarSpec {
+        name: "RUNNER_POLL_TIMEOUT_MS",
+        default: Some("30000"),
+        help: "long-poll hold of each poll request",
+    },
+    VarSpec {
+        name: "RUNNER_HEARTBEAT_INTERVAL_MS",
+        default: Some("10000"),
+        help: "heartbeat period (renews task leases)",
+    },
+    VarSpec {
+        name: "RUNNER_REQUEST_TIMEOUT_MS",
+        default: Some("15000"),
+        help: "timeout of each request to the server (polls add their hold)",
+    },
+    VarSpec {
+        name: "RUNNER_CLONE_DEPTH",
+        default: Some("50"),
+        help: "git clone depth (0 = full history)",
+    },
+    VarSpec {
+        name: "RUNNER_DRAIN_TIMEOUT_MS",
+        default: Some("60000"),
+        help: "on SIGTERM/SIGINT, how long running tasks may finish before they are interrupted",
+    },
+    VarSpec {
+        name: "DOCKER_MEMORY_LIMIT",
+        default: Some("1g"),
+        help: "memory limit per container (bytes, or with k/m/g suffix)",
+    },
+    VarSpec {
+        name: "DOCKER_CPU_LIMIT",
+        default: Some("1"),
+        help: "CPUs per container (e.g. 0.5, 2)",
+    },
+    VarSpec {
+        name: "DOCKER_PIDS_LIMIT",
+        default: Some("256"),
+        help: "process limit per container",
+    },
+    VarSpec {
+        name: "DOCKER_NETWORK_MODE",
+        default: Some("none"),
+        help: "container network mode (none, bridge, or a network name)",
+    },
+    VarSpec {
+        name: "DOCKER_WORKSPACE_BASE",
+        default: Some("/tmp/ai-review-workspaces"),
+        help: "host directory for per-task checkouts",
+    },
+    VarSpec {
+        name: "DOCKER_TIMEOUT_SECONDS",
+        default: Some("600"),
+        help: "wall-clock limit of one review container",
+    },
+    VarSpec {
+        name: "DOCKER_POOL_SIZE",
+        default: Some("1"),
+        help: "pre-warmed containers kept ready (0 disables the pool)",
+    },
+    VarSpec {
+        name: "DOCKER_HOST",
+        default: Some("unix:///var/run/docker.sock"),
+        help: "Docker Engine socket",
+    },
 ];
 
 /// Validated runner settings.
@@ -116,11 +200,17 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn raw(&self, name: &str) -> Option<&str> {
-        self.env.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+        self.env
+            .get(name)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
     }
 
     fn default_of(name: &str) -> &'static str {
-        VARS.iter().find(|v| v.name == name).and_then(|v| v.default).unwrap_or("")
+        VARS.iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.default)
+            .unwrap_or("")
     }
 
     fn required(&mut self, name: &str) -> String {
@@ -138,15 +228,16 @@ impl Reader<'_> {
         self.raw(name).unwrap_or(Self::default_of(name)).to_owned()
     }
 
-    fn number<T: std::str::FromStr>(&mut self, name: &str, min: T, max: T, what: &str) -> T
+    fn number<T>(&mut self, name: &str, min: T, max: T, what: &str) -> T
     where
-        T: PartialOrd + Copy + std::fmt::Display,
+        T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display,
     {
         let raw = self.text(name);
         match raw.parse::<T>() {
             Ok(v) if v >= min && v <= max => v,
             _ => {
-                self.errors.push(format!("{name}={raw:?} must be {what} from {min} to {max}"));
+                self.errors
+                    .push(format!("{name}={raw:?} must be {what} from {min} to {max}"));
                 min
             }
         }
@@ -180,10 +271,18 @@ impl RunnerConfig {
 
     /// Reads settings from a map of variables (tests).
     pub fn from_map(env: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
-        let mut r = Reader { env, errors: Vec::new() };
+        let mut r = Reader {
+            env,
+            errors: Vec::new(),
+        };
         let server_url = r.required("RUNNER_SERVER_URL");
-        if !server_url.is_empty() && url::Url::parse(&server_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
-            r.errors.push(format!("RUNNER_SERVER_URL={server_url:?} must be an http:// or https:// URL"));
+        if !server_url.is_empty()
+            && url::Url::parse(&server_url)
+                .map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            r.errors.push(format!(
+                "RUNNER_SERVER_URL={server_url:?} must be an http:// or https:// URL"
+            ));
         }
         let token = r.required("RUNNER_TOKEN");
         if !token.is_empty() && ai_review_domain::ApiKeySecret::parse(&token).is_err() {
@@ -191,12 +290,20 @@ impl RunnerConfig {
         }
         let name = r.required("RUNNER_NAME");
         let image = r.required("DOCKER_EXECUTOR_IMAGE");
-        let id_raw = r.raw("RUNNER_ID").map(str::to_owned).unwrap_or_else(|| name.clone());
+        let id_raw = r
+            .raw("RUNNER_ID")
+            .map(str::to_owned)
+            .unwrap_or_else(|| name.clone());
         let id = match RunnerId::parse(&id_raw) {
             Ok(id) => Some(id),
             Err(e) if !id_raw.is_empty() => {
-                let var = if r.raw("RUNNER_ID").is_some() { "RUNNER_ID" } else { "RUNNER_NAME (used as RUNNER_ID)" };
-                r.errors.push(format!("{var}: {e}; set RUNNER_ID to a valid id"));
+                let var = if r.raw("RUNNER_ID").is_some() {
+                    "RUNNER_ID"
+                } else {
+                    "RUNNER_NAME (used as RUNNER_ID)"
+                };
+                r.errors
+                    .push(format!("{var}: {e}; set RUNNER_ID to a valid id"));
                 None
             }
             Err(_) => None,
@@ -208,7 +315,8 @@ impl RunnerConfig {
                 TagSet::default()
             }
         };
-        let max_concurrent_jobs = r.number("RUNNER_MAX_CONCURRENT_JOBS", 1u32, 256, "a whole number");
+        let max_concurrent_jobs =
+            r.number("RUNNER_MAX_CONCURRENT_JOBS", 1u32, 256, "a whole number");
         let poll_interval = r.millis("RUNNER_POLL_INTERVAL_MS", 1);
         let poll_timeout = r.millis("RUNNER_POLL_TIMEOUT_MS", 0);
         let heartbeat_interval = r.millis("RUNNER_HEARTBEAT_INTERVAL_MS", 100);
@@ -219,7 +327,9 @@ impl RunnerConfig {
         let memory_bytes = match parse_bytes(&mem_raw) {
             Some(b) if b >= 6 * 1024 * 1024 => b,
             _ => {
-                r.errors.push(format!("DOCKER_MEMORY_LIMIT={mem_raw:?} must be a size of at least 6m, e.g. 512m or 2g"));
+                r.errors.push(format!(
+                    "DOCKER_MEMORY_LIMIT={mem_raw:?} must be a size of at least 6m, e.g. 512m or 2g"
+                ));
                 0
             }
         };
@@ -227,7 +337,9 @@ impl RunnerConfig {
         let nano_cpus = match cpu_raw.parse::<f64>() {
             Ok(c) if c > 0.0 && c <= 1024.0 => (c * 1e9) as i64,
             _ => {
-                r.errors.push(format!("DOCKER_CPU_LIMIT={cpu_raw:?} must be a number of CPUs above 0, e.g. 0.5 or 2"));
+                r.errors.push(format!(
+                    "DOCKER_CPU_LIMIT={cpu_raw:?} must be a number of CPUs above 0, e.g. 0.5 or 2"
+                ));
                 0
             }
         };
@@ -238,13 +350,26 @@ impl RunnerConfig {
         }
         let workspace_base = PathBuf::from(r.text("DOCKER_WORKSPACE_BASE"));
         if !workspace_base.is_absolute() {
-            r.errors.push(format!("DOCKER_WORKSPACE_BASE={:?} must be an absolute path", workspace_base.display()));
+            r.errors.push(format!(
+                "DOCKER_WORKSPACE_BASE={:?} must be an absolute path",
+                workspace_base.display()
+            ));
         }
-        let container_timeout = Duration::from_secs(r.number("DOCKER_TIMEOUT_SECONDS", 1u64, 86_400, "a whole number of seconds"));
+        let container_timeout = Duration::from_secs(r.number(
+            "DOCKER_TIMEOUT_SECONDS",
+            1u64,
+            86_400,
+            "a whole number of seconds",
+        ));
         let pool_size = r.number("DOCKER_POOL_SIZE", 0u32, 64, "a whole number");
         let docker_host = r.text("DOCKER_HOST");
-        if !(docker_host.starts_with("unix://") || docker_host.starts_with("tcp://") || docker_host.starts_with("http://")) {
-            r.errors.push(format!("DOCKER_HOST={docker_host:?} must be unix:///path/to/docker.sock or tcp://host:port"));
+        if !(docker_host.starts_with("unix://")
+            || docker_host.starts_with("tcp://")
+            || docker_host.starts_with("http://"))
+        {
+            r.errors.push(format!(
+                "DOCKER_HOST={docker_host:?} must be unix:///path/to/docker.sock or tcp://host:port"
+            ));
         }
         match (r.errors.is_empty(), id) {
             (true, Some(id)) => Ok(RunnerConfig {
@@ -294,7 +419,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     const KEY: &str = "air_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";

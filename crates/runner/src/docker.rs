@@ -3,15 +3,15 @@
 
 use crate::engine::*;
 use async_trait::async_trait;
+use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
-use bollard::Docker;
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use std::collections::HashMap;
 
 /// The real engine.
@@ -36,7 +36,10 @@ impl DockerEngine {
             Docker::connect_with_http(&addr, 120, bollard::API_DEFAULT_VERSION)
         }
         .map_err(|e| unreachable(&e))?;
-        let docker = docker.negotiate_version().await.map_err(|e| unreachable(&e))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unreachable(&e))?;
         Ok(Self {
             docker,
             host: docker_host.to_owned(),
@@ -49,20 +52,35 @@ fn other(e: BollardError) -> EngineError {
 }
 
 fn is_not_found(e: &BollardError) -> bool {
-    matches!(e, BollardError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 fn is_not_running(e: &BollardError) -> bool {
-    matches!(e, BollardError::DockerResponseServerError { status_code: 404 | 409, .. })
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404 | 409,
+            ..
+        }
+    )
 }
 
 #[async_trait]
 impl ContainerEngine for DockerEngine {
     async fn check(&self, image: &str) -> Result<(), EngineError> {
-        self.docker.ping().await.map_err(|e| EngineError::Unreachable {
-            host: self.host.clone(),
-            detail: e.to_string(),
-        })?;
+        self.docker
+            .ping()
+            .await
+            .map_err(|e| EngineError::Unreachable {
+                host: self.host.clone(),
+                detail: e.to_string(),
+            })?;
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Err(EngineError::ImageMissing(image.to_owned())),
@@ -100,8 +118,14 @@ impl ContainerEngine for DockerEngine {
             host_config: Some(host_config),
             ..Default::default()
         };
-        let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
-        let created = self.docker.create_container(Some(opts), body).await.map_err(other)?;
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(other)?;
         Ok(created.id)
     }
 
@@ -119,14 +143,18 @@ impl ContainerEngine for DockerEngine {
             .logs(id, Some(opts))
             .filter_map(|item| async move {
                 match item {
-                    Ok(bollard::container::LogOutput::StdOut { message }) => Some(Ok(OutputChunk {
-                        stream: OutputStream::Stdout,
-                        bytes: message.to_vec(),
-                    })),
-                    Ok(bollard::container::LogOutput::StdErr { message }) => Some(Ok(OutputChunk {
-                        stream: OutputStream::Stderr,
-                        bytes: message.to_vec(),
-                    })),
+                    Ok(bollard::container::LogOutput::StdOut { message }) => {
+                        Some(Ok(OutputChunk {
+                            stream: OutputStream::Stdout,
+                            bytes: message.to_vec(),
+                        }))
+                    }
+                    Ok(bollard::container::LogOutput::StdErr { message }) => {
+                        Some(Ok(OutputChunk {
+                            stream: OutputStream::Stderr,
+                            bytes: message.to_vec(),
+                        }))
+                    }
                     Ok(_) => None,
                     Err(e) => Some(Err(other(e))),
                 }
@@ -140,15 +168,25 @@ impl ContainerEngine for DockerEngine {
             Some(Ok(r)) => r.status_code,
             Some(Err(BollardError::DockerContainerWaitError { code, .. })) => code,
             Some(Err(e)) => return Err(other(e)),
-            None => return Err(EngineError::Other(format!("no wait answer for container {id}"))),
+            None => {
+                return Err(EngineError::Other(format!(
+                    "no wait answer for container {id}"
+                )));
+            }
         };
-        let inspect = self.docker.inspect_container(id, None).await.map_err(other)?;
+        let inspect = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(other)?;
         let oom_killed = inspect.state.and_then(|s| s.oom_killed).unwrap_or(false);
         Ok(ExitStatus { code, oom_killed })
     }
 
     async fn kill(&self, id: &str) -> Result<(), EngineError> {
-        let opts = KillContainerOptionsBuilder::default().signal("SIGKILL").build();
+        let opts = KillContainerOptionsBuilder::default()
+            .signal("SIGKILL")
+            .build();
         match self.docker.kill_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_running(&e) => Ok(()),
@@ -157,20 +195,36 @@ impl ContainerEngine for DockerEngine {
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
-        let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
         match self.docker.remove_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             // 409: removal already in progress.
-            Err(BollardError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
             Err(e) => Err(other(e)),
         }
     }
 
-    async fn list_labelled(&self, key: &str, value: &str) -> Result<Vec<ContainerInfo>, EngineError> {
+    async fn list_labelled(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<ContainerInfo>, EngineError> {
         let filters = HashMap::from([("label", vec![format!("{key}={value}")])]);
-        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        let list = self.docker.list_containers(Some(opts)).await.map_err(other)?;
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(other)?;
         Ok(list
             .into_iter()
             .map(|c| ContainerInfo {

@@ -95,7 +95,9 @@ pub struct ContainerInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The engine does not answer.
-    #[error("the Docker engine at {host} does not answer: {detail}; start dockerd or set DOCKER_HOST")]
+    #[error(
+        "the Docker engine at {host} does not answer: {detail}; start dockerd or set DOCKER_HOST"
+    )]
     Unreachable {
         /// Where we looked.
         host: String,
@@ -103,7 +105,9 @@ pub enum EngineError {
         detail: String,
     },
     /// The executor image is missing.
-    #[error("the executor image {0} is not present; build it with scripts/build-images.sh (no registry is used)")]
+    #[error(
+        "the executor image {0} is not present; build it with scripts/build-images.sh (no registry is used)"
+    )]
     ImageMissing(String),
     /// Any other engine error.
     #[error("Docker engine error: {0}")]
@@ -128,5 +132,9 @@ pub trait ContainerEngine: Send + Sync + 'static {
     /// Removes the container, killing it if needed (no error if gone).
     async fn remove(&self, id: &str) -> Result<(), EngineError>;
     /// Every container (running or not) with label `key=value`.
-    async fn list_labelled(&self, key: &str, value: &str) -> Result<Vec<ContainerInfo>, EngineError>;
+    async fn list_labelled(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<ContainerInfo>, EngineError>;
 }

@@ -6,8 +6,8 @@
 
 use crate::engine::*;
 use async_trait::async_trait;
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +31,9 @@ pub enum Behaviour {
     OutOfMemory,
 }
 
+/// Picks a [`Behaviour`] for each created container.
+type Chooser = Arc<dyn Fn(&ContainerSpec) -> Behaviour + Send + Sync>;
+
 #[derive(Debug)]
 struct FakeContainer {
     spec: ContainerSpec,
@@ -50,7 +53,7 @@ pub struct FakeEngine {
 struct State {
     containers: HashMap<String, FakeContainer>,
     next: u64,
-    behaviour: Option<Arc<dyn Fn(&ContainerSpec) -> Behaviour + Send + Sync>>,
+    behaviour: Option<Chooser>,
     missing_image: bool,
 }
 
@@ -74,13 +77,21 @@ impl FakeEngine {
 
     /// Adds a container as if left over by an earlier runner process.
     pub fn add_leftover(&self, spec: ContainerSpec) -> String {
-        let Ok(mut s) = self.inner.lock() else { return String::new() };
+        let Ok(mut s) = self.inner.lock() else {
+            return String::new();
+        };
         s.next += 1;
         let id = format!("fake-{}", s.next);
         let (tx, _) = watch::channel(None);
         s.containers.insert(
             id.clone(),
-            FakeContainer { spec, started: true, exit: tx, output: Arc::default(), removed: false },
+            FakeContainer {
+                spec,
+                started: true,
+                exit: tx,
+                output: Arc::default(),
+                removed: false,
+            },
         );
         id
     }
@@ -89,7 +100,13 @@ impl FakeEngine {
     pub fn live(&self) -> Vec<ContainerSpec> {
         self.inner
             .lock()
-            .map(|s| s.containers.values().filter(|c| !c.removed).map(|c| c.spec.clone()).collect())
+            .map(|s| {
+                s.containers
+                    .values()
+                    .filter(|c| !c.removed)
+                    .map(|c| c.spec.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -101,7 +118,9 @@ impl FakeEngine {
     fn behave(&self, id: &str) {
         let (spec, behaviour, exit, output) = {
             let Ok(s) = self.inner.lock() else { return };
-            let Some(c) = s.containers.get(id) else { return };
+            let Some(c) = s.containers.get(id) else {
+                return;
+            };
             let Some(f) = s.behaviour.clone() else { return };
             (c.spec.clone(), f(&c.spec), c.exit.clone(), c.output.clone())
         };
@@ -115,23 +134,39 @@ impl FakeEngine {
             }
             let push = |stream, text: &str| {
                 if let Ok(mut o) = output.lock() {
-                    o.push(OutputChunk { stream, bytes: text.as_bytes().to_vec() });
+                    o.push(OutputChunk {
+                        stream,
+                        bytes: text.as_bytes().to_vec(),
+                    });
                 }
             };
-            push(OutputStream::Stderr, &format!("{}\n", ai_review_executor::STARTED_MARKER));
+            push(
+                OutputStream::Stderr,
+                &format!("{}\n", ai_review_executor::STARTED_MARKER),
+            );
             match behaviour {
-                Behaviour::Exit { code, stdout, stderr } => {
+                Behaviour::Exit {
+                    code,
+                    stdout,
+                    stderr,
+                } => {
                     push(OutputStream::Stderr, &stderr);
                     push(OutputStream::Stdout, &stdout);
                     let _ = exit.send_if_modified(|e| {
-                        e.get_or_insert(ExitStatus { code, oom_killed: false });
+                        e.get_or_insert(ExitStatus {
+                            code,
+                            oom_killed: false,
+                        });
                         true
                     });
                 }
                 Behaviour::Hang => {}
                 Behaviour::OutOfMemory => {
                     let _ = exit.send_if_modified(|e| {
-                        e.get_or_insert(ExitStatus { code: 137, oom_killed: true });
+                        e.get_or_insert(ExitStatus {
+                            code: 137,
+                            oom_killed: true,
+                        });
                         true
                     });
                 }
@@ -152,8 +187,14 @@ impl ContainerEngine for FakeEngine {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
-        let mut s = self.inner.lock().map_err(|_| EngineError::Other("poisoned".into()))?;
-        if s.containers.values().any(|c| !c.removed && c.spec.name == spec.name) {
+        let mut s = self
+            .inner
+            .lock()
+            .map_err(|_| EngineError::Other("poisoned".into()))?;
+        if s.containers
+            .values()
+            .any(|c| !c.removed && c.spec.name == spec.name)
+        {
             return Err(EngineError::Other(format!("name {} in use", spec.name)));
         }
         s.next += 1;
@@ -161,15 +202,27 @@ impl ContainerEngine for FakeEngine {
         let (tx, _) = watch::channel(None);
         s.containers.insert(
             id.clone(),
-            FakeContainer { spec: spec.clone(), started: false, exit: tx, output: Arc::default(), removed: false },
+            FakeContainer {
+                spec: spec.clone(),
+                started: false,
+                exit: tx,
+                output: Arc::default(),
+                removed: false,
+            },
         );
         Ok(id)
     }
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {
         {
-            let mut s = self.inner.lock().map_err(|_| EngineError::Other("poisoned".into()))?;
-            let c = s.containers.get_mut(id).ok_or_else(|| EngineError::Other(format!("no container {id}")))?;
+            let mut s = self
+                .inner
+                .lock()
+                .map_err(|_| EngineError::Other("poisoned".into()))?;
+            let c = s
+                .containers
+                .get_mut(id)
+                .ok_or_else(|| EngineError::Other(format!("no container {id}")))?;
             c.started = true;
         }
         self.behave(id);
@@ -177,33 +230,39 @@ impl ContainerEngine for FakeEngine {
     }
 
     fn output(&self, id: &str) -> BoxStream<'static, Result<OutputChunk, EngineError>> {
-        let found = self
-            .inner
-            .lock()
-            .ok()
-            .and_then(|s| s.containers.get(id).map(|c| (c.output.clone(), c.exit.subscribe())));
+        let found = self.inner.lock().ok().and_then(|s| {
+            s.containers
+                .get(id)
+                .map(|c| (c.output.clone(), c.exit.subscribe()))
+        });
         let Some((output, exit)) = found else {
-            return futures::stream::once(async { Err(EngineError::Other("no such container".into())) }).boxed();
+            return futures::stream::once(async {
+                Err(EngineError::Other("no such container".into()))
+            })
+            .boxed();
         };
-        futures::stream::unfold((0usize, output, exit, false), |(pos, output, mut exit, done)| async move {
-            loop {
-                let next = output.lock().ok().and_then(|o| o.get(pos).cloned());
-                if let Some(chunk) = next {
-                    return Some((Ok(chunk), (pos + 1, output, exit, done)));
-                }
-                if done || exit.borrow().is_some() {
-                    let more = output.lock().map(|o| o.len() > pos).unwrap_or(false);
-                    if !more {
-                        return None;
+        futures::stream::unfold(
+            (0usize, output, exit, false),
+            |(pos, output, mut exit, done)| async move {
+                loop {
+                    let next = output.lock().ok().and_then(|o| o.get(pos).cloned());
+                    if let Some(chunk) = next {
+                        return Some((Ok(chunk), (pos + 1, output, exit, done)));
                     }
-                    continue;
+                    if done || exit.borrow().is_some() {
+                        let more = output.lock().map(|o| o.len() > pos).unwrap_or(false);
+                        if !more {
+                            return None;
+                        }
+                        continue;
+                    }
+                    tokio::select! {
+                        _ = exit.changed() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                    }
                 }
-                tokio::select! {
-                    _ = exit.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
-                }
-            }
-        })
+            },
+        )
         .boxed()
     }
 
@@ -232,7 +291,10 @@ impl ContainerEngine for FakeEngine {
         {
             let _ = c.exit.send_if_modified(|e| {
                 if e.is_none() {
-                    *e = Some(ExitStatus { code: 137, oom_killed: false });
+                    *e = Some(ExitStatus {
+                        code: 137,
+                        oom_killed: false,
+                    });
                     true
                 } else {
                     false
@@ -252,7 +314,11 @@ impl ContainerEngine for FakeEngine {
         Ok(())
     }
 
-    async fn list_labelled(&self, key: &str, value: &str) -> Result<Vec<ContainerInfo>, EngineError> {
+    async fn list_labelled(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<ContainerInfo>, EngineError> {
         Ok(self
             .inner
             .lock()
@@ -260,7 +326,11 @@ impl ContainerEngine for FakeEngine {
             .containers
             .iter()
             .filter(|(_, c)| !c.removed && c.spec.labels.get(key).is_some_and(|v| v == value))
-            .map(|(id, c)| ContainerInfo { id: id.clone(), name: c.spec.name.clone(), labels: c.spec.labels.clone() })
+            .map(|(id, c)| ContainerInfo {
+                id: id.clone(),
+                name: c.spec.name.clone(),
+                labels: c.spec.labels.clone(),
+            })
             .collect())
     }
 }

@@ -71,15 +71,23 @@ impl Git<'_> {
         cmd.arg("-C")
             .arg(self.dir)
             .args([
-                "-c", "core.hooksPath=/dev/null",
-                "-c", "core.fsmonitor=false",
-                "-c", "submodule.recurse=false",
-                "-c", "protocol.file.allow=never",
-                "-c", "advice.detachedHead=false",
+                "-c",
+                "core.hooksPath=/dev/null",
+                "-c",
+                "core.fsmonitor=false",
+                "-c",
+                "submodule.recurse=false",
+                "-c",
+                "protocol.file.allow=never",
+                "-c",
+                "advice.detachedHead=false",
             ])
             .args(args)
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
             .env("HOME", "/nonexistent")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -87,7 +95,10 @@ impl Git<'_> {
             .env("GIT_ASKPASS", "/bin/false")
             .env("SSH_ASKPASS", "/bin/false")
             .env("GIT_ALLOW_PROTOCOL", "https:http:git:ssh")
-            .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new")
+            .env(
+                "GIT_SSH_COMMAND",
+                "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -111,13 +122,23 @@ impl Git<'_> {
         if out.status.success() {
             Ok(())
         } else {
-            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-            Err(CloneError::Git(format!("git {} failed: {last}", args.first().copied().unwrap_or(""))))
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            Err(CloneError::Git(format!(
+                "git {} failed: {last}",
+                args.first().copied().unwrap_or("")
+            )))
         }
     }
 
     async fn has_commit(&self, sha: &str) -> bool {
-        self.run(&["cat-file", "-e", &format!("{sha}^{{commit}}")]).await.is_ok()
+        self.run(&["cat-file", "-e", &format!("{sha}^{{commit}}")])
+            .await
+            .is_ok()
     }
 }
 
@@ -145,12 +166,22 @@ async fn clone_inner(
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| CloneError::Git(format!("cannot create {}: {e}", dir.display())))?;
-    let g = Git { dir, req, cancel, log };
+    let g = Git {
+        dir,
+        req,
+        cancel,
+        log,
+    };
     g.run(&["init", "-q"]).await?;
     g.run(&["remote", "add", "origin", req.url]).await?;
     let depth = (req.depth > 0).then(|| format!("--depth={}", req.depth));
     let fetch = |what: Vec<String>| {
-        let mut args: Vec<String> = vec!["fetch".into(), "-q".into(), "--no-tags".into(), "--no-recurse-submodules".into()];
+        let mut args: Vec<String> = vec![
+            "fetch".into(),
+            "-q".into(),
+            "--no-tags".into(),
+            "--no-recurse-submodules".into(),
+        ];
         args.extend(depth.clone());
         args.push("origin".into());
         args.extend(what);
@@ -166,9 +197,14 @@ async fn clone_inner(
     // Servers that allow fetching a commit by id (GitHub, GitLab, git
     // http-backend with protocol v2) need one round trip; otherwise fetch the
     // branch, then every branch.
-    if run_owned(fetch(vec![req.head_sha.into()])).await.is_err() || !g.has_commit(req.head_sha).await {
+    if run_owned(fetch(vec![req.head_sha.into()])).await.is_err()
+        || !g.has_commit(req.head_sha).await
+    {
         if let Some(b) = req.branch {
-            let _ = run_owned(fetch(vec![format!("+refs/heads/{b}:refs/remotes/origin/{b}")])).await;
+            let _ = run_owned(fetch(vec![format!(
+                "+refs/heads/{b}:refs/remotes/origin/{b}"
+            )]))
+            .await;
         }
         if !g.has_commit(req.head_sha).await {
             run_owned(fetch(vec!["+refs/heads/*:refs/remotes/origin/*".into()])).await?;
@@ -186,7 +222,14 @@ async fn clone_inner(
     let mut deepen = 0;
     while !g.has_commit(req.base_sha).await {
         if req.depth == 0 || deepen >= 4 {
-            let _ = run_owned(vec!["fetch".into(), "-q".into(), "--no-tags".into(), "--unshallow".into(), "origin".into()]).await;
+            let _ = run_owned(vec![
+                "fetch".into(),
+                "-q".into(),
+                "--no-tags".into(),
+                "--unshallow".into(),
+                "origin".into(),
+            ])
+            .await;
             if !g.has_commit(req.base_sha).await {
                 return Err(CloneError::Git(format!(
                     "the base commit {} is not reachable from the repository",
@@ -197,7 +240,15 @@ async fn clone_inner(
         }
         deepen += 1;
         let by = format!("--deepen={}", req.depth.saturating_mul(1 << deepen));
-        let _ = run_owned(vec!["fetch".into(), "-q".into(), "--no-tags".into(), by, "origin".into(), req.head_sha.into()]).await;
+        let _ = run_owned(vec![
+            "fetch".into(),
+            "-q".into(),
+            "--no-tags".into(),
+            by,
+            "origin".into(),
+            req.head_sha.into(),
+        ])
+        .await;
     }
     g.run(&["checkout", "-q", "--detach", req.head_sha]).await?;
     Ok(())

@@ -17,7 +17,10 @@ pub fn executor_image() -> String {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "executor image {image} not found: run scripts/build-images.sh {image} first");
+    assert!(
+        ok,
+        "executor image {image} not found: run scripts/build-images.sh {image} first"
+    );
     image
 }
 
@@ -27,9 +30,7 @@ pub fn executor_image() -> String {
 pub fn misbehaving_image(name: &str, script: &str) -> String {
     let base = executor_image();
     let tag = format!("ai-review-test-{name}:latest");
-    let dockerfile = format!(
-        "FROM {base}\nENTRYPOINT [\"/bin/sh\", \"-c\", {script:?}]\nCMD []\n"
-    );
+    let dockerfile = format!("FROM {base}\nENTRYPOINT [\"/bin/sh\", \"-c\", {script:?}]\nCMD []\n");
     let mut child = Command::new("docker")
         .args(["build", "-q", "-t", &tag, "-"])
         .stdin(Stdio::piped())
@@ -40,20 +41,34 @@ pub fn misbehaving_image(name: &str, script: &str) -> String {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(dockerfile.as_bytes()).expect("write Dockerfile");
+        stdin
+            .write_all(dockerfile.as_bytes())
+            .expect("write Dockerfile");
     }
     let out = child.wait_with_output().expect("docker build");
-    assert!(out.status.success(), "docker build {tag}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker build {tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     tag
 }
 
 /// Containers (running or not) labelled with runner id `runner`.
 pub fn containers_of(runner: &str) -> Vec<String> {
     let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=ai-review.runner={runner}")])
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=ai-review.runner={runner}"),
+        ])
         .output()
         .expect("docker ps");
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `docker inspect -f FORMAT NAME`.

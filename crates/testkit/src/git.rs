@@ -23,7 +23,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -36,7 +40,12 @@ impl GitServer {
             .map(|a| a.port())
             .expect("free port");
         let daemon = Command::new("git")
-            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", root.path().display()))
             .arg(root.path())
@@ -58,9 +67,22 @@ impl GitServer {
         let bare = self.root.path().join(format!("{name}.git"));
         let work = self.root.path().join(format!("{name}-work"));
         std::fs::create_dir_all(&work).expect("mkdir");
-        git(self.root.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap_or_default()]);
+        git(
+            self.root.path(),
+            &[
+                "init",
+                "-q",
+                "--bare",
+                "-b",
+                "main",
+                bare.to_str().unwrap_or_default(),
+            ],
+        );
         git(&work, &["init", "-q", "-b", "main"]);
-        git(&work, &["remote", "add", "origin", bare.to_str().unwrap_or_default()]);
+        git(
+            &work,
+            &["remote", "add", "origin", bare.to_str().unwrap_or_default()],
+        );
         TestRepo {
             work,
             url: format!("git://127.0.0.1:{}/{name}.git", self.port),
@@ -94,7 +116,10 @@ impl TestRepo {
             std::fs::write(&p, content).expect("write");
         }
         git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
         git(&self.work, &["push", "-q", "origin", "HEAD:main"]);
         git(&self.work, &["rev-parse", "HEAD"])
     }

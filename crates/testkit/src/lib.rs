@@ -270,11 +270,20 @@ impl TestApp {
     }
 
     /// Queues a review of `base..head` in the repository at `repo_url`.
-    pub async fn enqueue_change(&self, who: &TestUser, repo_url: &str, base: &str, head: &str) -> ReviewView {
+    pub async fn enqueue_change(
+        &self,
+        who: &TestUser,
+        repo_url: &str,
+        base: &str,
+        head: &str,
+    ) -> ReviewView {
         let body = serde_json::json!({
             "repoUrl": repo_url, "baseSha": base, "headSha": head, "branch": "main", "title": "change",
         });
-        let a = self.post("/api/reviews", &who.bearer(), &body).await.expect(202);
+        let a = self
+            .post("/api/reviews", &who.bearer(), &body)
+            .await
+            .expect(202);
         serde_json::from_value(a.data().clone()).expect("review view")
     }
 
