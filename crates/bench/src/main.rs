@@ -18,6 +18,8 @@
 //! Clients and server share the machine's cores, as they would in any
 //! single-host benchmark; results are in `docs/benchmarks.md`.
 
+mod containers;
+
 use ai_review_domain::{
     ApiKeyId, ApiKeySecret, Email, Permission, Role, RunnerId, RunnerStatus, TaskOutcome,
     Timestamp, UserId,
@@ -54,6 +56,12 @@ struct Args {
     /// Simulated runners for `throughput` and `heartbeats`.
     #[arg(long, default_value_t = 16)]
     runners: usize,
+    /// Executor image for `containers`.
+    #[arg(long, default_value = "ai-review-executor:latest")]
+    image: String,
+    /// Rounds of `containers`.
+    #[arg(long, default_value_t = 20)]
+    container_rounds: usize,
     /// Seconds of heartbeating.
     #[arg(long, default_value_t = 5)]
     heartbeat_secs: u64,
@@ -65,6 +73,10 @@ enum Scenario {
     Throughput,
     Heartbeats,
     Rss,
+    /// Executor start latency: warm pool vs cold vs plain `docker run`.
+    Containers,
+    /// The runner process's memory, idle and with 4 tasks in flight.
+    RunnerRss,
     All,
 }
 
@@ -326,6 +338,70 @@ fn rss_idle() -> anyhow::Result<f64> {
     Ok(kb / 1024.0)
 }
 
+fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .context("no VmRSS")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+/// Starts the `ai-review runner` binary against an in-process server and
+/// reads its RSS idle, then with 4 sleeping review containers in flight.
+async fn runner_rss() -> anyhow::Result<(f64, f64)> {
+    let b = start(None).await?;
+    let git = ai_review_testkit::git::GitServer::start();
+    let repo = git.repo("bench");
+    let base = repo.commit("base", &[("a.txt", "1\n")]);
+    let head = repo.commit("head", &[("a.txt", "2\n")]);
+    let image = ai_review_testkit::docker::misbehaving_image("sleeper", "sleep 600");
+    let ws = tempfile::tempdir()?;
+    let id = format!("rss-{}", &UserId::generate().as_str()[24..]);
+    let bin = std::env::current_exe()?.with_file_name("ai-review");
+    let mut child = std::process::Command::new(&bin)
+        .arg("runner")
+        .env("RUNNER_SERVER_URL", b.server.url())
+        .env("RUNNER_TOKEN", &b.key)
+        .env("RUNNER_NAME", &id)
+        .env("DOCKER_EXECUTOR_IMAGE", &image)
+        .env("DOCKER_WORKSPACE_BASE", ws.path())
+        .env("RUNNER_MAX_CONCURRENT_JOBS", "4")
+        .env("DOCKER_POOL_SIZE", "1")
+        .env("RUNNER_DRAIN_TIMEOUT_MS", "100")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("start {}", bin.display()))?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = rss_mib(child.id())?;
+    for _ in 0..4 {
+        let body = serde_json::json!({"repoUrl": repo.url, "baseSha": base, "headSha": head});
+        b.http
+            .post(format!("{}/api/reviews", b.server.url()))
+            .bearer_auth(&b.key)
+            .json(&body)
+            .send()
+            .await?;
+    }
+    let t0 = Instant::now();
+    while ai_review_testkit::docker::containers_of(&id).len() < 5
+        && t0.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let busy = rss_mib(child.id())?;
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    child.wait()?;
+    b.server.stop().await?;
+    Ok((idle, busy))
+}
+
 fn spread(v: &[f64]) -> String {
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -383,6 +459,39 @@ async fn main() -> anyhow::Result<()> {
         println!("heartbeats/s ({} runners): {}", args.runners, spread(&rate));
         println!("heartbeat latency p50 ms: {}", spread(&p50));
         println!("heartbeat latency p99 ms: {}", spread(&p99));
+    }
+    if args.scenario == Scenario::Containers {
+        let (warm, cold, plain) =
+            containers::start_latency(&args.image, args.container_rounds).await?;
+        let p50 = |v: &[f64]| {
+            let mut s = v.to_vec();
+            s.sort_by(f64::total_cmp);
+            percentile(&s, 0.5)
+        };
+        println!("claim→executor running, warm pool ms: {}", spread(&warm));
+        println!(
+            "claim→executor running, cold container ms: {}",
+            spread(&cold)
+        );
+        println!(
+            "plain `docker run --rm` → executor running ms: {}",
+            spread(&plain)
+        );
+        println!(
+            "warm/cold = {:.2} (target ≤ 0.3), cold/plain = {:.2} (target ≤ 1.1)",
+            p50(&warm) / p50(&cold),
+            p50(&cold) / p50(&plain)
+        );
+    }
+    if args.scenario == Scenario::RunnerRss {
+        let (mut idle, mut busy) = (Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            let (i, b) = runner_rss().await?;
+            idle.push(i);
+            busy.push(b);
+        }
+        println!("runner RSS idle MiB: {}", spread(&idle));
+        println!("runner RSS with 4 tasks in flight MiB: {}", spread(&busy));
     }
     if (all || args.scenario == Scenario::Rss) && args.database_url.is_none() {
         let mut rss = Vec::new();
