@@ -307,3 +307,45 @@ async fn a_missing_executor_image_is_a_clear_startup_error() {
     assert!(matches!(err, RunnerError::Engine(_)));
     assert!(err.to_string().contains("scripts/build-images.sh"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_runs_more_tasks_than_its_concurrency() {
+    let e = env().await;
+    let engine = FakeEngine::new(|_| Behaviour::Hang);
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(Agent::run(
+        cfg(
+            &e,
+            &[
+                ("RUNNER_MAX_CONCURRENT_JOBS", "2"),
+                ("RUNNER_DRAIN_TIMEOUT_MS", "100"),
+            ],
+        ),
+        Arc::new(engine.clone()),
+        stop.clone(),
+    ));
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(
+            e.app
+                .enqueue_change(&e.user, &e.url, &e.base, &e.head)
+                .await
+                .id,
+        );
+    }
+    let mut max_live = 0;
+    for _ in 0..40 {
+        max_live = max_live.max(engine.live().len());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut claimed = 0;
+    for id in &ids {
+        if e.app.review(id).await.task.state != TaskState::Pending {
+            claimed += 1;
+        }
+    }
+    assert_eq!(max_live, 2, "two containers at most");
+    assert_eq!(claimed, 2, "the other three stay queued for other runners");
+    stop.cancel();
+    run.await.expect("join").expect("clean exit");
+}
