@@ -408,6 +408,20 @@ impl Agent {
                         self.stop_task(&id, StopReason::Cancelled);
                     }
                 }
+                Err(ClientError::Api { status: 404, .. }) => {
+                    // The server forgot us (database restored or reset):
+                    // register again instead of heartbeating into the void.
+                    tracing::warn!("the server does not know this runner; registering again");
+                    let reg = Registration {
+                        name: self.cfg.name.clone(),
+                        version: VERSION.into(),
+                        max_concurrency: self.cfg.max_concurrent_jobs,
+                        tags: self.cfg.tags.to_vec().join(","),
+                    };
+                    if let Err(e) = self.client.register(&reg).await {
+                        tracing::warn!(error = %e, "re-registration failed; retrying at the next interval");
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "heartbeat failed; retrying at the next interval")
                 }
@@ -608,21 +622,32 @@ impl Agent {
         }
     }
 
+    /// Sends waiting log lines in batches that stay far below the server's
+    /// body limit; returns `false` if the server says the task is no longer
+    /// ours. Once the server reports the task's log full, lines are dropped
+    /// here instead of being sent to be dropped there.
     async fn send_logs(&self, t: &TaskAssignment, log: &LogBuffer) -> bool {
         let lines = log.drain();
-        if lines.is_empty() {
+        if lines.is_empty() || log.is_full() {
             return true;
         }
-        match self.client.append_logs(&t.task_id, t.attempt, lines).await {
-            Ok(_) => true,
-            Err(ClientError::Api {
-                status: 409 | 403, ..
-            }) => false,
-            Err(e) => {
-                tracing::warn!(task.id = %t.task_id, error = %e, "could not send log lines");
-                true
+        for batch in batches(lines) {
+            match self.client.append_logs(&t.task_id, t.attempt, batch).await {
+                Ok(answer) if answer.truncated => {
+                    log.mark_full();
+                    return true;
+                }
+                Ok(_) => {}
+                Err(ClientError::Api {
+                    status: 409 | 403, ..
+                }) => return false,
+                Err(e) => {
+                    tracing::warn!(task.id = %t.task_id, error = %e, "could not send log lines");
+                    return true;
+                }
             }
         }
+        true
     }
 
     async fn flush_logs(self: Arc<Self>, t: TaskAssignment, log: Arc<LogBuffer>, stop: Stop) {
@@ -789,6 +814,33 @@ impl Agent {
     }
 }
 
+/// Most lines per log request.
+const LOG_BATCH_LINES: usize = 500;
+/// Most bytes of text per log request.
+const LOG_BATCH_BYTES: usize = 1024 * 1024;
+
+fn batches(
+    lines: Vec<ai_review_protocol::runner::LogLineIn>,
+) -> Vec<Vec<ai_review_protocol::runner::LogLineIn>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut bytes = 0;
+    for l in lines {
+        if !cur.is_empty()
+            && (cur.len() == LOG_BATCH_LINES || bytes + l.text.len() > LOG_BATCH_BYTES)
+        {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += l.text.len();
+        cur.push(l);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 /// A task failure reason and whether another attempt may help.
 #[derive(Debug)]
 struct Failure {
@@ -860,6 +912,38 @@ async fn register(
                     _ = shutdown.cancelled() => return Ok(None),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_batches_respect_line_and_byte_caps() {
+        let line = |n: usize| ai_review_protocol::runner::LogLineIn {
+            text: "x".repeat(n),
+            stream: None,
+            at: None,
+        };
+        let b = batches((0..1200).map(|_| line(1)).collect());
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [500, 500, 200]);
+        let b = batches((0..5).map(|_| line(400 * 1024)).collect());
+        assert!(
+            b.iter()
+                .all(|v| v.iter().map(|l| l.text.len()).sum::<usize>() <= LOG_BATCH_BYTES)
+        );
+        assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 5);
+        assert!(batches(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        for n in 0..40 {
+            let d = backoff(n, Duration::from_secs(1));
+            assert!(d <= Duration::from_secs(30), "{d:?}");
+            assert!(d >= Duration::from_millis(500), "{d:?}");
         }
     }
 }

@@ -12,6 +12,7 @@ pub struct LogBuffer {
 
 #[derive(Default)]
 struct Inner {
+    full: bool,
     lines: Vec<LogLineIn>,
     partial_stderr: Vec<u8>,
     tail: std::collections::VecDeque<String>,
@@ -92,6 +93,18 @@ impl LogBuffer {
             .lock()
             .map(|mut g| std::mem::take(&mut g.lines))
             .unwrap_or_default()
+    }
+
+    /// Records that the server's per-task log cap was reached.
+    pub fn mark_full(&self) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.full = true;
+        }
+    }
+
+    /// Whether the server's per-task log cap was reached.
+    pub fn is_full(&self) -> bool {
+        self.inner.lock().map(|g| g.full).unwrap_or(false)
     }
 
     /// The last lines seen, for failure reasons.
