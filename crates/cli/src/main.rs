@@ -1,6 +1,8 @@
 //! `ai-review`: the server, the admin tools (and, in later releases, the
 //! runner and local reviews) in one binary.
 
+mod review;
+
 use ai_review_domain::{ApiKeyId, ApiKeySecret, Email, Permission, Role, Timestamp, UserId};
 use ai_review_server::clock::SystemClock;
 use ai_review_server::{RunningServer, ServerConfig, open_store};
@@ -29,6 +31,9 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Review a local change end to end: embedded server and runner, the
+    /// review in a Docker container, results printed.
+    Review(review::ReviewArgs),
     /// Run the server (REST API, runner protocol, task queue).
     Server(ServerConfig),
     /// Run a runner: claim review tasks and execute them in Docker
@@ -113,9 +118,16 @@ impl DbArgs {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+fn init_logging(format: LogFormat, quiet: bool) {
+    // `review` is an interactive command: its own progress goes to stderr,
+    // the embedded server's and runner's logs only when something is wrong.
+    let default = if quiet {
+        "warn,sqlx=error"
+    } else {
+        "info,sqlx=warn,tower_http=info"
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -127,7 +139,7 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, matches!(cli.command, Command::Review(_)));
     ai_review_protocol_init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -142,6 +154,15 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Runner) {
         return rt.block_on(runner());
     }
+    if let Command::Review(args) = cli.command {
+        return match rt.block_on(review::run(args)) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match rt.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -155,7 +176,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Server(cfg) => serve(cfg).await,
         Command::Admin(a) => admin(a).await,
-        Command::Runner => unreachable!("handled in main"),
+        Command::Runner | Command::Review(_) => unreachable!("handled in main"),
     }
 }
 

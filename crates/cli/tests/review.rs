@@ -1,0 +1,128 @@
+//! `ai-review review`: a local change reviewed end to end on one machine
+//! (embedded server, in-process runner, real container), and the errors a
+//! user meets first.
+
+use std::path::Path;
+use std::process::Command;
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .status()
+        .expect("git")
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+fn repo() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    git(p, &["init", "-q", "-b", "main"]);
+    std::fs::write(p.join("lib.rs"), "fn a() {}\n").expect("write");
+    std::fs::write(p.join("gone.txt"), "x\n").expect("write");
+    git(p, &["add", "."]);
+    git(p, &["commit", "-qm", "base"]);
+    std::fs::write(p.join("lib.rs"), "fn a() {}\nfn b() {}\n").expect("write");
+    std::fs::write(p.join("new.rs"), "pub mod x;\n").expect("write");
+    git(p, &["rm", "-q", "gone.txt"]);
+    git(p, &["add", "."]);
+    git(p, &["commit", "-qm", "head"]);
+    d
+}
+
+fn review(args: &[&str], data: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ai-review"))
+        .arg("review")
+        .args(args)
+        .env("AI_REVIEW_DATA_DIR", data)
+        .env(
+            "DOCKER_EXECUTOR_IMAGE",
+            ai_review_testkit::docker::executor_image(),
+        )
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run ai-review review")
+}
+
+#[test]
+fn reviews_the_last_commit_of_a_local_repository_end_to_end() {
+    let r = repo();
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = review(
+        &[r.path().to_str().expect("path"), "--format", "json"],
+        data.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json result");
+    assert_eq!(v["totals"]["files"], 3, "{v}");
+    assert_eq!(v["totals"]["additions"], 2);
+    for phase in ["preparing", "cloning", "reviewing", "submitting"] {
+        assert!(
+            stderr.contains(&format!("● {phase}")),
+            "phase {phase} shown live:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains(" INFO "),
+        "no server log noise by default:\n{stderr}"
+    );
+
+    let text = review(&[r.path().to_str().expect("path")], data.path());
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(text.status.success());
+    assert!(stdout.contains("3 files changed, +2 -1"), "{stdout}");
+    assert!(
+        stdout.contains("A new.rs") && stdout.contains("D gone.txt"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn explains_what_is_wrong_with_the_input() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let not_repo = tempfile::tempdir().expect("tempdir");
+    let out = review(&[not_repo.path().to_str().expect("path")], data.path());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not inside a git repository"));
+
+    let r = repo();
+    let out = review(
+        &[r.path().to_str().expect("path"), "--base", "no-such-ref"],
+        data.path(),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"no-such-ref\" is not a commit"));
+    let out = review(
+        &[r.path().to_str().expect("path"), "--base", "HEAD"],
+        data.path(),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to review"));
+    let out = Command::new(env!("CARGO_BIN_EXE_ai-review"))
+        .args(["review", r.path().to_str().expect("path")])
+        .env("AI_REVIEW_DATA_DIR", data.path())
+        .env("DOCKER_EXECUTOR_IMAGE", "ai-review-no-such-image:none")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not present") && err.contains("scripts/build-images.sh"),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ai-review"))
+        .args(["review", r.path().to_str().expect("path")])
+        .env("AI_REVIEW_DATA_DIR", data.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not answer") && err.contains("install Docker"),
+        "{err}"
+    );
+}
