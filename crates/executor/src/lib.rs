@@ -16,6 +16,8 @@
 //! The executor never talks to the server, the forge or the network, and
 //! never receives credentials.
 
+pub mod diff;
+
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::process::Command;
