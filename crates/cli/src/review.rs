@@ -30,6 +30,15 @@ pub enum Format {
     Json,
 }
 
+/// Severity threshold for `--fail-on`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FailOn {
+    /// Warnings and errors.
+    Warning,
+    /// Errors only.
+    Error,
+}
+
 /// `ai-review review` options.
 #[derive(Debug, clap::Args)]
 pub struct ReviewArgs {
@@ -44,6 +53,9 @@ pub struct ReviewArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Exit with code 1 when a finding of this severity or worse exists (for CI).
+    #[arg(long, value_enum)]
+    pub fail_on: Option<FailOn>,
     /// Executor image.
     #[arg(
         long,
@@ -306,7 +318,7 @@ pub async fn run(args: ReviewArgs) -> anyhow::Result<ExitCode> {
     if let Ok(Err(e)) = runner_result {
         eprintln!("warning: runner: {e}");
     }
-    print_result(&done, args.format)
+    print_result(&done, args.format, args.fail_on)
 }
 
 fn docker_help(e: EngineError) -> anyhow::Error {
@@ -321,7 +333,19 @@ fn docker_help(e: EngineError) -> anyhow::Error {
     }
 }
 
-fn print_result(r: &ReviewView, format: Format) -> anyhow::Result<ExitCode> {
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "error" => 2,
+        "warning" => 1,
+        _ => 0,
+    }
+}
+
+fn print_result(
+    r: &ReviewView,
+    format: Format,
+    fail_on: Option<FailOn>,
+) -> anyhow::Result<ExitCode> {
     if r.task.state != ai_review_domain::TaskState::Completed {
         eprintln!(
             "review {}: {}",
@@ -368,10 +392,55 @@ fn print_result(r: &ReviewView, format: Format) -> anyhow::Result<ExitCode> {
                     None => println!("  {code} {path}  {stats}"),
                 }
             }
+            print_findings(&out["findings"]);
             println!(
-                "Findings: none. The executor in this release computes the change; the AI review and deterministic checks arrive with the review engine."
+                "AI review: skipped: no model is configured in this release; the deterministic checks (secrets, merge-conflict markers) ran."
             );
         }
     }
+    let threshold = fail_on.map(|f| match f {
+        FailOn::Warning => 1,
+        FailOn::Error => 2,
+    });
+    let worst = out["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| severity_rank(f["severity"].as_str().unwrap_or("")))
+        .max();
+    if let (Some(t), Some(w)) = (threshold, worst)
+        && w >= t
+    {
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_findings(findings: &serde_json::Value) {
+    let list = findings.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("Findings: none.");
+        return;
+    }
+    println!("Findings ({}):", list.len());
+    let mut by_file: std::collections::BTreeMap<String, Vec<&serde_json::Value>> =
+        Default::default();
+    for f in &list {
+        by_file
+            .entry(f["file"].as_str().unwrap_or("").to_owned())
+            .or_default()
+            .push(f);
+    }
+    for (file, items) in by_file {
+        println!("  {file}");
+        for f in items {
+            println!(
+                "    {:>5}  {:<7} {:<15} {}",
+                f["line"].as_u64().unwrap_or(0),
+                f["severity"].as_str().unwrap_or(""),
+                f["category"].as_str().unwrap_or(""),
+                f["message"].as_str().unwrap_or("")
+            );
+        }
+    }
 }

@@ -126,3 +126,67 @@ fn explains_what_is_wrong_with_the_input() {
         "{err}"
     );
 }
+
+#[test]
+fn reports_secrets_and_conflict_markers_and_fails_ci_on_request() {
+    let r = repo();
+    let p = r.path();
+    let key = "AKIAZ7Q2LDHWJ4KX5N3P";
+    std::fs::write(
+        p.join("settings.py"),
+        format!("DEBUG = False\nAWS_KEY = \"{key}\"\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        p.join("merge.txt"),
+        "a\n<<<<<<< HEAD\nmine\n=======\ntheirs\n>>>>>>> other\n",
+    )
+    .expect("write");
+    git(p, &["add", "."]);
+    git(p, &["commit", "-qm", "oops"]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = review(
+        &[p.to_str().expect("path"), "--fail-on", "error"],
+        data.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--fail-on error fails on an error finding:\n{stdout}"
+    );
+    assert!(stdout.contains("Findings (3):"), "{stdout}");
+    assert!(
+        stdout.contains("settings.py") && stdout.contains("AWS access key id"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(key), "the secret itself is never printed");
+    assert!(stdout.contains("merge-conflict"), "{stdout}");
+    assert!(stdout.contains("AI review: skipped"), "{stdout}");
+    let json = review(
+        &[p.to_str().expect("path"), "--format", "json"],
+        data.path(),
+    );
+    assert!(
+        json.status.success(),
+        "without --fail-on findings do not fail the run"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let lines: Vec<_> = v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["file"].as_str().unwrap_or("").to_owned(),
+                f["line"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(lines.contains(&("settings.py".to_owned(), 2)), "{lines:?}");
+    assert!(
+        lines.contains(&("merge.txt".to_owned(), 2))
+            && lines.contains(&("merge.txt".to_owned(), 6)),
+        "{lines:?}"
+    );
+}

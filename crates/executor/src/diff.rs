@@ -63,7 +63,10 @@ pub struct FilePatch {
 impl FilePatch {
     /// The path findings refer to (new side, else old).
     pub fn path(&self) -> &str {
-        self.new_path.as_deref().or(self.old_path.as_deref()).unwrap_or("")
+        self.new_path
+            .as_deref()
+            .or(self.old_path.as_deref())
+            .unwrap_or("")
     }
 
     /// Whether `line` (new side) is an added or context line of a hunk:
@@ -130,7 +133,10 @@ fn range(s: &str) -> Result<(u32, u32), ExecError> {
         Some((a, b)) => (a, b),
         None => (s, "1"),
     };
-    Ok((start.parse().map_err(|_| bad())?, len.parse().map_err(|_| bad())?))
+    Ok((
+        start.parse().map_err(|_| bad())?,
+        len.parse().map_err(|_| bad())?,
+    ))
 }
 
 /// Parses the output of `git diff --no-color --no-ext-diff` (any `-U`).
@@ -169,7 +175,11 @@ pub fn parse_patch(text: &str) -> Result<Vec<FilePatch>, ExecError> {
                     new_left = new_left.saturating_sub(1);
                     continue;
                 }
-                _ => return Err(ExecError(format!("unexpected line inside a hunk: {line:?}"))),
+                _ => {
+                    return Err(ExecError(format!(
+                        "unexpected line inside a hunk: {line:?}"
+                    )));
+                }
             }
         }
         if line.starts_with('\\') {
@@ -185,9 +195,15 @@ pub fn parse_patch(text: &str) -> Result<Vec<FilePatch>, ExecError> {
             f.old_path = side_path(rest, "a/");
         } else if let Some(rest) = line.strip_prefix("+++ ") {
             f.new_path = side_path(rest, "b/");
-        } else if let Some(rest) = line.strip_prefix("rename from ").or_else(|| line.strip_prefix("copy from ")) {
+        } else if let Some(rest) = line
+            .strip_prefix("rename from ")
+            .or_else(|| line.strip_prefix("copy from "))
+        {
             f.old_path = Some(unquote(rest));
-        } else if let Some(rest) = line.strip_prefix("rename to ").or_else(|| line.strip_prefix("copy to ")) {
+        } else if let Some(rest) = line
+            .strip_prefix("rename to ")
+            .or_else(|| line.strip_prefix("copy to "))
+        {
             f.new_path = Some(unquote(rest));
         } else if line.starts_with("Binary files ") || line == "GIT binary patch" {
             f.binary = true;
@@ -197,7 +213,13 @@ pub fn parse_patch(text: &str) -> Result<Vec<FilePatch>, ExecError> {
             let new = parts.next().unwrap_or("").trim_start_matches('+');
             let (old_start, old_lines) = range(old)?;
             let (new_start, new_lines) = range(new)?;
-            f.hunks.push(Hunk { old_start, old_lines, new_start, new_lines, lines: Vec::new() });
+            f.hunks.push(Hunk {
+                old_start,
+                old_lines,
+                new_start,
+                new_lines,
+                lines: Vec::new(),
+            });
             in_hunk = true;
             old_left = old_lines;
             new_left = new_lines;
@@ -212,9 +234,16 @@ pub fn apply(old: &[&str], patch: &FilePatch) -> Result<Vec<String>, ExecError> 
     let mut out = Vec::new();
     let mut pos = 0usize; // next old line to copy (0-based)
     for h in &patch.hunks {
-        let start = if h.old_lines == 0 { h.old_start as usize } else { h.old_start as usize - 1 };
+        let start = if h.old_lines == 0 {
+            h.old_start as usize
+        } else {
+            h.old_start as usize - 1
+        };
         if start < pos || start > old.len() {
-            return Err(ExecError(format!("hunk at old line {} out of order", h.old_start)));
+            return Err(ExecError(format!(
+                "hunk at old line {} out of order",
+                h.old_start
+            )));
         }
         out.extend(old[pos..start].iter().map(|s| (*s).to_owned()));
         pos = start;
@@ -261,10 +290,16 @@ mod tests {
         assert_eq!(files.len(), 3);
         assert_eq!(files[0].old_path.as_deref(), Some("old.txt"));
         assert_eq!(files[0].new_path.as_deref(), Some("new name\tx.txt"));
-        assert_eq!(files[0].hunks[0].added().collect::<Vec<_>>(), vec![(2, "B"), (3, "c")]);
+        assert_eq!(
+            files[0].hunks[0].added().collect::<Vec<_>>(),
+            vec![(2, "B"), (3, "c")]
+        );
         assert!(files[0].contains_new_line(3) && !files[0].contains_new_line(1));
         assert!(files[1].binary && files[1].hunks.is_empty());
-        assert_eq!((files[2].old_path.as_deref(), files[2].new_path.as_deref()), (Some("gone.txt"), None));
+        assert_eq!(
+            (files[2].old_path.as_deref(), files[2].new_path.as_deref()),
+            (Some("gone.txt"), None)
+        );
     }
 
     proptest! {

@@ -16,6 +16,7 @@
 //! The executor never talks to the server, the forge or the network, and
 //! never receives credentials.
 
+pub mod checks;
 pub mod diff;
 
 use serde::{Deserialize, Serialize};
@@ -97,7 +98,7 @@ pub struct Totals {
 }
 
 /// The executor's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutorOutput {
     /// Contract version.
@@ -112,6 +113,10 @@ pub struct ExecutorOutput {
     pub files: Vec<FileStat>,
     /// Totals.
     pub totals: Totals,
+    /// Findings of the deterministic checks (secrets, conflict markers),
+    /// anchored on added lines.
+    #[serde(default)]
+    pub findings: Vec<checks::Finding>,
 }
 
 /// Why the executor could not produce a result.
@@ -198,6 +203,16 @@ pub fn diff_stats(repo: &Path, task: &ExecutorTask) -> Result<ExecutorOutput, Ex
         totals.additions += f.additions;
         totals.deletions += f.deletions;
     }
+    let patch = git(
+        repo,
+        &[
+            &["diff", "--no-color", "--no-ext-diff", "-U0", "-M"][..],
+            &range,
+        ]
+        .concat(),
+    )?;
+    let patches = diff::parse_patch(&String::from_utf8_lossy(&patch))?;
+    let findings = checks::run_checks(&patches);
     Ok(ExecutorOutput {
         version: CONTRACT_VERSION,
         kind: "diff-stats".into(),
@@ -205,6 +220,7 @@ pub fn diff_stats(repo: &Path, task: &ExecutorTask) -> Result<ExecutorOutput, Ex
         head_sha: task.head_sha.clone(),
         files,
         totals,
+        findings,
     })
 }
 

@@ -81,6 +81,7 @@ fn run(workspace: &std::path::Path, wait: Option<Duration>) -> Result<(), String
         "{} files changed, {} insertions(+), {} deletions(-)",
         out.totals.files, out.totals.additions, out.totals.deletions
     );
+    eprintln!("deterministic checks: {} findings", out.findings.len());
     let json = serde_json::to_string(&out).map_err(|e| e.to_string())?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{json}").map_err(|e| format!("cannot write the result: {e}"))?;
