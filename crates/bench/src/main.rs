@@ -19,6 +19,7 @@
 //! single-host benchmark; results are in `docs/benchmarks.md`.
 
 mod containers;
+mod executor;
 
 use ai_review_domain::{
     ApiKeyId, ApiKeySecret, Email, Permission, Role, RunnerId, RunnerStatus, TaskOutcome,
@@ -77,6 +78,8 @@ enum Scenario {
     Containers,
     /// The runner process's memory, idle and with 4 tasks in flight.
     RunnerRss,
+    /// Executor overhead (no model) on 1k- and 10k-line changes.
+    Executor,
     All,
 }
 
@@ -482,6 +485,15 @@ async fn main() -> anyhow::Result<()> {
             p50(&warm) / p50(&cold),
             p50(&cold) / p50(&plain)
         );
+    }
+    if args.scenario == Scenario::Executor {
+        for lines in [1_000, 10_000] {
+            let secs = executor::overhead(lines, 5)?;
+            println!(
+                "executor overhead, {lines} changed lines over 200 files, s: {}",
+                spread(&secs)
+            );
+        }
     }
     if args.scenario == Scenario::RunnerRss {
         let (mut idle, mut busy) = (Vec::new(), Vec::new());

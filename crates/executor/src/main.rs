@@ -14,12 +14,57 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: ai-review-executor run [--workspace DIR] [--wait-ms N]");
+    eprintln!(
+        "usage: ai-review-executor run [--workspace DIR] [--wait-ms N]\n       ai-review-executor scan FILE...   (deterministic checks on whole files, JSON lines)"
+    );
     ExitCode::from(2)
+}
+
+/// `scan FILE...`: the deterministic checks over whole files, as if every
+/// line were added; one JSON finding per line of output.
+fn scan(files: &[String]) -> ExitCode {
+    use ai_review_executor::diff::{DiffLine, FilePatch, Hunk};
+    let mut patches = Vec::new();
+    for f in files {
+        let text = match std::fs::read(f) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) => {
+                eprintln!("ai-review-executor: cannot read {f}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let lines: Vec<DiffLine> = text
+            .lines()
+            .map(|l| DiffLine::Added(l.to_owned()))
+            .collect();
+        let n = u32::try_from(lines.len()).unwrap_or(u32::MAX);
+        patches.push(FilePatch {
+            old_path: None,
+            new_path: Some(f.clone()),
+            binary: false,
+            hunks: vec![Hunk {
+                old_start: 0,
+                old_lines: 0,
+                new_start: 1,
+                new_lines: n,
+                lines,
+            }],
+        });
+    }
+    let mut stdout = std::io::stdout().lock();
+    for finding in ai_review_executor::checks::run_checks(&patches) {
+        if let Ok(json) = serde_json::to_string(&finding) {
+            let _ = writeln!(stdout, "{json}");
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("scan") && args.len() > 1 {
+        return scan(&args[1..]);
+    }
     if args.first().map(String::as_str) != Some("run") {
         return usage();
     }
