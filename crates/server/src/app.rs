@@ -108,6 +108,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/reviews/{id}", get(routes::reviews::get_one))
         .route("/api/reviews/{id}/cancel", post(routes::reviews::cancel))
         .route("/api/reviews/{id}/logs", get(routes::reviews::logs))
+        .route("/api/reviews/{id}/comments", get(routes::results::comments))
+        .route("/api/reviews/{id}/files", get(routes::results::files))
+        .route(
+            "/api/reviews/{id}/files/progress",
+            get(routes::results::progress),
+        )
         .fallback(not_found);
 
     api.layer(middleware::from_fn_with_state(state.clone(), rate_limit))

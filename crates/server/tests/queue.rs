@@ -18,6 +18,7 @@ on_both_backends!(
     long_poll_is_answered_on_enqueue_and_empty_after_wait,
     review_detail_shows_phases_attempts_logs_and_result,
     unclaimed_tasks_expire_with_a_reason,
+    findings_are_served_as_comments_files_and_progress,
 );
 
 async fn two_runners_race_for_one_task_and_exactly_one_wins(backend: Backend) {
@@ -484,5 +485,120 @@ async fn unclaimed_tasks_expire_with_a_reason(backend: Backend) {
         ("failed", TaskState::Expired)
     );
     assert!(d.task.failure_reason.unwrap_or_default().contains("arm64"));
+    app.stop().await;
+}
+
+async fn findings_are_served_as_comments_files_and_progress(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = app.reviewer("alice@example.com").await;
+    let r1 = app.runner(&alice, "r1", "").await;
+    let review = app.enqueue(&alice, &[]).await;
+    let base = format!("/api/reviews/{}", review.id);
+    let early = app
+        .get(&format!("{base}/files/progress"), &alice.bearer())
+        .await
+        .expect(200);
+    assert_eq!(early.data()["status"], "pending");
+    assert_eq!(
+        app.get(&format!("{base}/comments"), &alice.bearer())
+            .await
+            .expect(200)
+            .data(),
+        &serde_json::json!([])
+    );
+    let t = app.claim(&r1).await.expect("claim");
+    let finding = |file: &str, line: u64, severity: &str, fp: &str| {
+        serde_json::json!({
+            "file": file, "line": line, "endLine": line, "severity": severity, "category": "secret",
+            "ruleId": "secret/x", "confidence": 0.9, "message": "m", "fingerprint": fp,
+        })
+    };
+    let output = serde_json::json!({
+        "version": 1, "kind": "diff-stats", "baseSha": "a".repeat(40), "headSha": "b".repeat(40),
+        "files": [
+            {"path": "a.py", "status": "modified", "additions": 3, "deletions": 1, "binary": false},
+            {"path": "b.py", "status": "added", "additions": 9, "deletions": 0, "binary": false},
+            {"path": "logo.png", "status": "added", "additions": 0, "deletions": 0, "binary": true}
+        ],
+        "totals": {"files": 3, "additions": 12, "deletions": 1},
+        "findings": [finding("a.py", 2, "error", "f1"), finding("a.py", 3, "warning", "f2"), finding("b.py", 7, "error", "f3")],
+    });
+    r1.submit_result(
+        &t.task_id,
+        t.attempt,
+        TaskOutcome::Succeeded,
+        None,
+        false,
+        Some(output),
+    )
+    .await
+    .expect("result");
+
+    let all = app
+        .get(&format!("{base}/comments"), &alice.bearer())
+        .await
+        .expect(200);
+    assert_eq!(all.data().as_array().map(Vec::len), Some(3));
+    assert_eq!(all.body["meta"]["pagination"]["total"], 3);
+    assert_eq!(all.data()[0]["id"], "f1");
+    let in_a = app
+        .get(&format!("{base}/comments?file=a.py"), &alice.bearer())
+        .await
+        .expect(200);
+    assert_eq!(in_a.data().as_array().map(Vec::len), Some(2));
+    let errors = app
+        .get(&format!("{base}/comments?severity=error"), &alice.bearer())
+        .await
+        .expect(200);
+    let ids: Vec<_> = errors
+        .data()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["id"].clone())
+        .collect();
+    assert_eq!(ids, [serde_json::json!("f1"), serde_json::json!("f3")]);
+    let page = app
+        .get(
+            &format!("{base}/comments?limit=1&offset=1"),
+            &alice.bearer(),
+        )
+        .await
+        .expect(200);
+    assert_eq!(page.data()[0]["id"], "f2");
+    assert_eq!(page.body["meta"]["pagination"]["total"], 3);
+    app.get(&format!("{base}/comments?severity=fatal"), &alice.bearer())
+        .await
+        .expect_error(400, "BAD_REQUEST");
+    app.get(&format!("{base}/comments?limit=0"), &alice.bearer())
+        .await
+        .expect_error(400, "BAD_REQUEST");
+    let files = app
+        .get(&format!("{base}/files"), &alice.bearer())
+        .await
+        .expect(200);
+    assert_eq!(files.data().as_array().map(Vec::len), Some(3));
+    let progress = app
+        .get(&format!("{base}/files/progress"), &alice.bearer())
+        .await
+        .expect(200);
+    assert_eq!(progress.data()["status"], "completed");
+    assert_eq!(
+        (
+            progress.data()["reviewedFiles"].as_u64(),
+            progress.data()["skippedFiles"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(progress.data()["files"][2]["reason"], "binary file");
+    app.get(
+        &format!(
+            "/api/reviews/{}/comments",
+            ai_review_domain::ReviewId::generate()
+        ),
+        &alice.bearer(),
+    )
+    .await
+    .expect_error(404, "NOT_FOUND");
     app.stop().await;
 }

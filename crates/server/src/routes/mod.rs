@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod keys;
+pub mod results;
 pub mod reviews;
 pub mod runners;
 pub mod views;
