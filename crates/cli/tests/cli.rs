@@ -253,3 +253,22 @@ fn the_runner_compose_file_is_valid_and_mounts_the_docker_socket() {
     assert!(!missing.status.success(), "required variables are enforced");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("RUNNER_SERVER_URL"));
 }
+
+#[test]
+fn runner_help_lists_every_variable_with_its_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let help = run_ok(bin(dir.path()).args(["runner", "--help"]));
+    for v in ai_review_runner::config::VARS {
+        let default = match v.default {
+            None => "[required]".to_owned(),
+            Some("") => "[default: empty]".to_owned(),
+            Some(d) => format!("[default: {d}]"),
+        };
+        assert!(
+            help.contains(&format!("{} {default}", v.name)),
+            "--help misses {} {default}:\n{help}",
+            v.name
+        );
+    }
+    assert!(help.contains("Exit codes"));
+}

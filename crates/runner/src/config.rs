@@ -401,15 +401,16 @@ impl RunnerConfig {
 
     /// The `--help` text listing every variable with its default.
     pub fn help_text() -> String {
-        let mut s = String::from("Environment variables (required ones have no default):\n");
+        let mut s = String::from("Environment variables:\n");
         for v in VARS {
             let d = match v.default {
                 None => "required".to_owned(),
                 Some("") => "default: empty".to_owned(),
                 Some(d) => format!("default: {d}"),
             };
-            s.push_str(&format!("  {:<30} {} [{}]\n", v.name, v.help, d));
+            s.push_str(&format!("  {} [{}]\n      {}\n", v.name, d, v.help));
         }
+        s.push_str("\nExit codes: 0 after a clean drain, 1 on errors, 2 for invalid configuration, 3 when the server refuses RUNNER_TOKEN.\n");
         s
     }
 }
