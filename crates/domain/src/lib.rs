@@ -9,13 +9,15 @@
 
 mod auth;
 mod ids;
+mod secret;
 mod state;
 mod time;
 mod values;
 
 pub use auth::{API_KEY_PREFIX, ApiKeyDigest, ApiKeySecret, Permission, Role};
 pub use ids::{ApiKeyId, ReviewId, RunnerId, TaskId, UserId};
-pub use state::{Phase, ReviewStatus, RunnerStatus, TaskOutcome, TaskState};
+pub use secret::SecretString;
+pub use state::{LlmProvider, Phase, ReviewStatus, RunnerStatus, TaskOutcome, TaskState};
 pub use time::Timestamp;
 pub use values::{Attempt, CommitSha, Email, RepoUrl, Tag, TagSet};
 

@@ -182,3 +182,15 @@ mod tests {
         }
     }
 }
+
+string_enum!(
+    /// The wire protocol of a model provider.
+    LlmProvider, "LLM provider" {
+        /// Any OpenAI-compatible Chat Completions endpoint (OpenAI, Azure-style
+        /// base URLs, Ollama, vLLM, llama.cpp server, LM Studio, OpenRouter,
+        /// DeepSeek).
+        OpenAi => "openai",
+        /// Anthropic Messages.
+        Anthropic => "anthropic",
+    }
+);

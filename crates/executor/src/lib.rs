@@ -18,6 +18,7 @@
 
 pub mod checks;
 pub mod diff;
+pub mod gateway;
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -46,6 +47,83 @@ pub struct ExecutorTask {
     pub base_sha: String,
     /// Head revision (full SHA).
     pub head_sha: String,
+    /// The model to review with, through the gateway; `None` runs the
+    /// deterministic checks only (and says so in the output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelSettings>,
+    /// Template, rules, excludes and context of the review.
+    #[serde(default)]
+    pub review: ReviewSettings,
+}
+
+/// What the executor knows about the model (never the key: the gateway
+/// adds it outside the container).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelSettings {
+    /// `openai` or `anthropic`.
+    pub provider: String,
+    /// Model name.
+    pub model: String,
+    /// Tokens (input + output, all calls) this review may use.
+    pub token_budget: u64,
+    /// Most tokens one answer may have.
+    pub max_output_tokens: u32,
+    /// Most prompt tokens one call may carry (the model's context minus
+    /// room for the answer).
+    pub max_input_tokens_per_call: u32,
+}
+
+/// A review template: the reviewer's instructions, with `{{variables}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateSettings {
+    /// Template id on the server (`builtin` for the default).
+    pub id: String,
+    /// Text with `{{title}}`, `{{branch}}`, `{{repository}}`,
+    /// `{{language}}`, `{{rules}}` and `{{instructions}}` placeholders.
+    pub content: String,
+}
+
+/// A path-scoped review rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleSettings {
+    /// Rule id (server rules: their id; rules from `.ai-review.yml`:
+    /// `repo:<n>` or the id given there).
+    pub id: String,
+    /// Short name.
+    #[serde(default)]
+    pub name: String,
+    /// Globs of the paths it applies to (empty: every path).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// What the reviewer must check.
+    pub instructions: String,
+}
+
+/// Template, rules, excludes and context of a review.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewSettings {
+    /// The template; `None` uses the built-in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateSettings>,
+    /// Rules from the server (project and global).
+    #[serde(default)]
+    pub rules: Vec<RuleSettings>,
+    /// Project exclude globs.
+    #[serde(default)]
+    pub excludes: Vec<String>,
+    /// Title of the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Branch of the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Repository name or URL, for the prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
 }
 
 /// How a file changed between base and head.
@@ -83,6 +161,101 @@ pub struct FileStat {
     pub deletions: u64,
     /// Binary content.
     pub binary: bool,
+    /// What the review did with the file (absent in `diff-stats` output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_status: Option<FileReviewStatus>,
+    /// Why it was skipped or not (fully) reviewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Changed lines (added + deleted) the model reviewed.
+    #[serde(default)]
+    pub reviewed_lines: u64,
+}
+
+/// What the review did with one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileReviewStatus {
+    /// Every hunk went to the model (or, with no model, the checks ran).
+    Reviewed,
+    /// Some hunks went to the model; the rest are in `notReviewed`.
+    Partial,
+    /// Excluded on purpose (binary, lock, generated, vendored, deleted,
+    /// project or repository exclude); `reason` says which.
+    Skipped,
+    /// Should have been reviewed but was not (budget, model failure);
+    /// `reason` says why.
+    NotReviewed,
+}
+
+/// Overall verdict of a review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assessment {
+    /// Nothing blocking.
+    Approve,
+    /// Remarks worth reading, nothing blocking.
+    Comment,
+    /// At least one problem that should block merging.
+    RequestChanges,
+}
+
+/// What happened to the model review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AiStatus {
+    /// No model configured: deterministic checks only.
+    Skipped,
+    /// Every reviewable file went to the model.
+    Completed,
+    /// Some files or hunks were not reviewed (budget, model failures).
+    Partial,
+    /// No model call produced a usable answer.
+    Failed,
+}
+
+/// The model review's report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AiReport {
+    /// Outcome.
+    pub status: AiStatus,
+    /// Why it was skipped, partial or failed, and how to fix it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Provider used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Model used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Model calls planned for the review (chunks of the diff).
+    #[serde(default)]
+    pub chunks: u32,
+}
+
+/// A file, or part of one, that was not reviewed: never a silent cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotReviewed {
+    /// File.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+    /// New-side line ranges left out, when only part of the file was
+    /// left out (empty: the whole file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LineRange>,
+}
+
+/// An inclusive range of new-side lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineRange {
+    /// First line (1-based).
+    pub start: u32,
+    /// Last line.
+    pub end: u32,
 }
 
 /// Totals over all files.
@@ -113,10 +286,40 @@ pub struct ExecutorOutput {
     pub files: Vec<FileStat>,
     /// Totals.
     pub totals: Totals,
-    /// Findings of the deterministic checks (secrets, conflict markers),
-    /// anchored on added lines.
+    /// Findings, anchored on new-side lines of the diff: the deterministic
+    /// checks' (secrets, conflict markers) and the model's, duplicates
+    /// merged.
     #[serde(default)]
     pub findings: Vec<checks::Finding>,
+    /// Summary of the change and the review (markdown). Mentions findings
+    /// that could not be anchored on a line of the diff.
+    #[serde(default)]
+    pub summary: String,
+    /// Overall verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assessment: Option<Assessment>,
+    /// Rating from 1 (serious problems) to 5 (clean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<u8>,
+    /// The model review's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai: Option<AiReport>,
+    /// Files or parts of files not reviewed, each with its reason.
+    #[serde(default)]
+    pub not_reviewed: Vec<NotReviewed>,
+    /// Model findings that could not be anchored on a line of the diff
+    /// (they appear in the summary, never on a wrong line).
+    #[serde(default)]
+    pub unanchored: Vec<checks::Finding>,
+    /// Changed lines (added + deleted) the model reviewed.
+    #[serde(default)]
+    pub reviewed_lines: u64,
+    /// Ids of the rules that applied to at least one reviewed file.
+    #[serde(default)]
+    pub applied_rule_ids: Vec<String>,
+    /// Model usage (filled in by the runner from its gateway's records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<gateway::ModelUsage>,
 }
 
 /// Why the executor could not produce a result.
@@ -221,6 +424,15 @@ pub fn diff_stats(repo: &Path, task: &ExecutorTask) -> Result<ExecutorOutput, Ex
         files,
         totals,
         findings,
+        summary: String::new(),
+        assessment: None,
+        rating: None,
+        ai: None,
+        not_reviewed: Vec::new(),
+        unanchored: Vec::new(),
+        reviewed_lines: 0,
+        applied_rule_ids: Vec::new(),
+        usage: None,
     })
 }
 
@@ -269,6 +481,9 @@ pub fn parse_name_status(out: &[u8]) -> Result<Vec<FileStat>, ExecError> {
             additions: 0,
             deletions: 0,
             binary: false,
+            review_status: None,
+            reason: None,
+            reviewed_lines: 0,
         });
     }
     Ok(files)
@@ -371,6 +586,8 @@ mod tests {
                 task_id: "t".into(),
                 base_sha: base,
                 head_sha: head,
+                model: None,
+                review: ReviewSettings::default(),
             },
         )
         .expect("diff");
@@ -413,6 +630,8 @@ mod tests {
             task_id: "t".into(),
             base_sha: "a".repeat(40),
             head_sha: "b".repeat(40),
+            model: None,
+            review: ReviewSettings::default(),
         };
         assert!(
             diff_stats(d.path(), &t)

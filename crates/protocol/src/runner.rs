@@ -32,8 +32,8 @@
 //! `cancelled`.
 
 use ai_review_domain::{
-    Attempt, CommitSha, Phase, RepoUrl, ReviewId, RunnerId, RunnerStatus, TaskId, TaskOutcome,
-    TaskState, Timestamp,
+    Attempt, CommitSha, LlmProvider, Phase, RepoUrl, ReviewId, RunnerId, RunnerStatus,
+    SecretString, TaskId, TaskOutcome, TaskState, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -158,10 +158,82 @@ pub struct TaskSpec {
     /// Changed files when the forge already knows them.
     #[serde(default)]
     pub file_changes: Vec<serde_json::Value>,
-    /// Resolved AI configuration (later issue); `null` runs the
-    /// deterministic checks only.
+    /// Resolved AI configuration; `null` runs the deterministic checks
+    /// only. In a claim answer it carries the API key in clear for the
+    /// runner's model gateway; the key never enters the container.
     #[serde(default)]
-    pub ai_config: Option<serde_json::Value>,
+    pub ai_config: Option<AiConfigSpec>,
+    /// The review template; `null` uses the executor's built-in one.
+    #[serde(default)]
+    pub template: Option<TemplateSpec>,
+    /// Review rules (path globs + instructions) that may apply.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    /// Project exclude globs.
+    #[serde(default)]
+    pub excludes: Vec<String>,
+}
+
+/// A resolved AI configuration as a runner receives it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AiConfigSpec {
+    /// The AI config's id (`env` for one built from environment variables).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Wire protocol.
+    pub provider: LlmProvider,
+    /// Base URL, e.g. `https://api.openai.com/v1` or
+    /// `http://ollama:11434/v1` (the runner appends `/chat/completions` or
+    /// `/messages`).
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// The API key in clear; only in claim answers, never stored in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<SecretString>,
+    /// Sampling temperature (provider default when absent).
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// Most tokens one answer may have.
+    pub max_output_tokens: u32,
+    /// Most prompt tokens one call may carry.
+    pub max_input_tokens_per_call: u32,
+    /// Timeout of one model call.
+    pub timeout_ms: u64,
+    /// Tokens (input + output, all calls) one review may use.
+    pub token_budget: u64,
+    /// Price of a million prompt tokens in US dollars, for cost estimates.
+    #[serde(default)]
+    pub input_cost_per_mtok: Option<f64>,
+    /// Price of a million generated tokens in US dollars.
+    #[serde(default)]
+    pub output_cost_per_mtok: Option<f64>,
+}
+
+/// A review template as a runner receives it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateSpec {
+    /// Template id.
+    pub id: String,
+    /// Text with `{{variables}}`.
+    pub content: String,
+}
+
+/// A review rule as a runner receives it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleSpec {
+    /// Rule id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Path globs (empty: every path).
+    pub paths: Vec<String>,
+    /// Instructions.
+    pub instructions: String,
 }
 
 /// A task claimed for the polling runner.

@@ -717,6 +717,8 @@ impl Agent {
             task_id: t.task_id.to_string(),
             base_sha: t.spec.base_sha.to_string(),
             head_sha: t.spec.head_sha.to_string(),
+            model: None,
+            review: Default::default(),
         };
         let tmp = dir.join(".task.json.tmp");
         let bytes = serde_json::to_vec(&task_doc).map_err(|e| Failure::fatal(e.to_string()))?;

@@ -49,6 +49,9 @@ pub async fn create(
         title: title.clone(),
         file_changes: Vec::new(),
         ai_config: None,
+        template: None,
+        rules: Vec::new(),
+        excludes: Vec::new(),
     };
     let spec = serde_json::to_value(&spec).map_err(|e| ApiError::internal(&e))?;
     let (review, task) = state
