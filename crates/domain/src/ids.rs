@@ -57,6 +57,12 @@ macro_rules! uuid_id {
 }
 
 uuid_id!(
+    /// Identifies a configuration item (an AI config, a review template,
+    /// a review rule).
+    ConfigId, "config id"
+);
+
+uuid_id!(
     /// Identifies a runner task (one unit of work in the queue).
     TaskId,
     "task id"

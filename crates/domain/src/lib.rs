@@ -15,9 +15,11 @@ mod time;
 mod values;
 
 pub use auth::{API_KEY_PREFIX, ApiKeyDigest, ApiKeySecret, Permission, Role};
-pub use ids::{ApiKeyId, ReviewId, RunnerId, TaskId, UserId};
+pub use ids::{ApiKeyId, ConfigId, ReviewId, RunnerId, TaskId, UserId};
 pub use secret::SecretString;
-pub use state::{LlmProvider, Phase, ReviewStatus, RunnerStatus, TaskOutcome, TaskState};
+pub use state::{
+    ConfigKind, LlmProvider, Phase, ReviewStatus, RunnerStatus, TaskOutcome, TaskState,
+};
 pub use time::Timestamp;
 pub use values::{Attempt, CommitSha, Email, RepoUrl, Tag, TagSet};
 

@@ -194,3 +194,15 @@ string_enum!(
         Anthropic => "anthropic",
     }
 );
+
+string_enum!(
+    /// The kind of a configuration item.
+    ConfigKind, "config kind" {
+        /// A model provider configuration.
+        AiConfig => "ai_config",
+        /// A review template (prompt text with variables).
+        ReviewTemplate => "review_template",
+        /// A review rule (path globs + instructions).
+        ReviewRule => "review_rule",
+    }
+);

@@ -1,8 +1,8 @@
 //! Bodies of the user-facing API (`/api/reviews`, `/api/api-keys`, ...).
 
 use ai_review_domain::{
-    ApiKeyId, Attempt, CommitSha, Phase, RepoUrl, ReviewId, ReviewStatus, Role, RunnerId, TaskId,
-    TaskState, Timestamp, UserId,
+    ApiKeyId, Attempt, CommitSha, ConfigId, Phase, RepoUrl, ReviewId, ReviewStatus, Role, RunnerId,
+    TaskId, TaskState, Timestamp, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,18 @@ pub struct CreateReviewRequest {
     /// Tags a runner must offer to take the task.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The AI config to review with; default: the default AI config, and
+    /// with none configured the deterministic checks only.
+    #[serde(default)]
+    pub ai_config_id: Option<ConfigId>,
+    /// The review template; default: the default template, else the
+    /// built-in one.
+    #[serde(default)]
+    pub template_id: Option<ConfigId>,
+    /// Project exclude globs (files matching them are skipped with a
+    /// reason).
+    #[serde(default)]
+    pub excludes: Vec<String>,
 }
 
 /// A review with its task, as returned by `GET /api/reviews/:id`.
@@ -51,6 +63,18 @@ pub struct ReviewView {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+    /// Review round of this merge/pull request (1 for a first review).
+    pub round_number: u32,
+    /// The AI config used, if any.
+    pub ai_config_id: Option<String>,
+    /// The template used, if any (`null`: the built-in one).
+    pub template_id: Option<String>,
+    /// Rules that applied to at least one reviewed file.
+    pub applied_rule_ids: Vec<String>,
+    /// Changed lines the model reviewed.
+    pub reviewed_lines: u64,
+    /// Rating 1-5 once completed.
+    pub rating: Option<u8>,
     /// The runner task behind it.
     pub task: TaskView,
 }

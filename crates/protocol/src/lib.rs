@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod client;
+pub mod configs;
 pub mod envelope;
 pub mod runner;
 

@@ -114,6 +114,36 @@ pub fn router(state: AppState) -> Router {
             "/api/reviews/{id}/files/progress",
             get(routes::results::progress),
         )
+        .route(
+            "/api/ai-configs",
+            get(routes::configs::list_ai).post(routes::configs::create_ai),
+        )
+        .route(
+            "/api/ai-configs/{id}",
+            get(routes::configs::get_ai)
+                .patch(routes::configs::update_ai)
+                .delete(routes::configs::delete_ai),
+        )
+        .route(
+            "/api/review-templates",
+            get(routes::configs::list_templates).post(routes::configs::create_template),
+        )
+        .route(
+            "/api/review-templates/{id}",
+            get(routes::configs::get_template)
+                .patch(routes::configs::update_template)
+                .delete(routes::configs::delete_template),
+        )
+        .route(
+            "/api/review-rules",
+            get(routes::configs::list_rules).post(routes::configs::create_rule),
+        )
+        .route(
+            "/api/review-rules/{id}",
+            get(routes::configs::get_rule)
+                .patch(routes::configs::update_rule)
+                .delete(routes::configs::delete_rule),
+        )
         .fallback(not_found);
 
     api.layer(middleware::from_fn_with_state(state.clone(), rate_limit))

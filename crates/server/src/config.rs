@@ -2,6 +2,7 @@
 //! flags and environment variables (`--help` lists every one with its
 //! default); [`Settings`] is the validated form the server runs with.
 
+use crate::secrets::{SecretBox, SecretKey};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,9 +72,59 @@ pub struct ServerConfig {
     /// Burst allowance on top of the sustained rate.
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 200)]
     pub rate_limit_burst: u32,
+
+    /// Server key sealing secrets at rest (model API keys, forge tokens):
+    /// base64 of 32 random bytes (`openssl rand -base64 32`). Default: a
+    /// key generated once into `secret.key` in the data directory. Several
+    /// replicas must share it. Back it up with the database: without it
+    /// the stored secrets cannot be decrypted.
+    #[arg(long, env = "AI_REVIEW_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// The previous server key during a rotation: values sealed under it
+    /// still open; values saved from now on use `AI_REVIEW_SECRET_KEY`.
+    #[arg(long, env = "AI_REVIEW_SECRET_KEY_PREVIOUS", hide_env_values = true)]
+    pub secret_key_previous: Option<String>,
 }
 
 impl ServerConfig {
+    /// The secret box from `AI_REVIEW_SECRET_KEY` (and
+    /// `AI_REVIEW_SECRET_KEY_PREVIOUS`), or from `secret.key` in the data
+    /// directory, created on first start.
+    pub fn secret_box(&self) -> Result<SecretBox, String> {
+        let current = match self.secret_key.as_deref().filter(|k| !k.trim().is_empty()) {
+            Some(k) => {
+                SecretKey::from_base64(k, "AI_REVIEW_SECRET_KEY").map_err(|e| e.to_string())?
+            }
+            None => {
+                let dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
+                if self
+                    .database_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("postgres"))
+                {
+                    tracing::warn!(
+                        "AI_REVIEW_SECRET_KEY is not set: using {}/secret.key; every server replica on this PostgreSQL must use the same key",
+                        dir.display()
+                    );
+                }
+                SecretKey::load_or_create(&dir.join("secret.key")).map_err(|e| e.to_string())?
+            }
+        };
+        let previous = match self
+            .secret_key_previous
+            .as_deref()
+            .filter(|k| !k.trim().is_empty())
+        {
+            Some(k) => vec![
+                SecretKey::from_base64(k, "AI_REVIEW_SECRET_KEY_PREVIOUS")
+                    .map_err(|e| e.to_string())?,
+            ],
+            None => Vec::new(),
+        };
+        Ok(SecretBox::new(&current, &previous))
+    }
+
     /// The database URL in effect.
     pub fn database_url(&self) -> String {
         resolve_database_url(self.data_dir.as_deref(), self.database_url.as_deref())
@@ -125,6 +176,7 @@ impl ServerConfig {
                 per_second: self.rate_limit_per_second,
                 burst: self.rate_limit_burst.max(1),
             }),
+            secrets: self.secret_box()?,
         })
     }
 }
@@ -178,6 +230,8 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     /// Per-client rate limit, if enabled.
     pub rate_limit: Option<RateLimit>,
+    /// Seals secrets (model API keys) at rest.
+    pub secrets: SecretBox,
 }
 
 /// A per-client token bucket.
@@ -206,6 +260,7 @@ impl Default for Settings {
                 per_second: 100,
                 burst: 200,
             }),
+            secrets: SecretBox::new(&SecretKey::generate(), &[]),
         }
     }
 }

@@ -19,7 +19,9 @@ pub mod extract;
 pub mod passwords;
 pub mod queue;
 pub mod rate_limit;
+pub mod resolve;
 pub mod routes;
+pub mod secrets;
 pub mod startup;
 
 pub use config::ServerConfig;

@@ -17,8 +17,14 @@ use sqlx::{PgConnection, PgPool};
 const MIGRATION_LOCK: i64 = 0x6169_7276;
 
 /// `(version, name, SQL)`, in the order they are applied.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "config_items",
+        include_str!("../migrations/0002_config_items.sql"),
+    ),
+];
 
 async fn lock(c: &mut PgConnection) -> StoreResult<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")

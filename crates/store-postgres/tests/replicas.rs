@@ -193,5 +193,8 @@ async fn replicas_starting_together_apply_each_migration_once() {
             .fetch_all(&mut conn)
             .await
             .expect("read _migrations");
-    assert_eq!(versions, vec![(1, "init".to_owned())]);
+    assert_eq!(
+        versions,
+        vec![(1, "init".to_owned()), (2, "config_items".to_owned())]
+    );
 }

@@ -9,19 +9,20 @@
 //! CLI) touching the file.
 
 use ai_review_domain::{
-    ApiKeyDigest, ApiKeyId, Attempt, Email, ReviewId, ReviewStatus, RunnerId, TaskId, TaskState,
-    Timestamp, UserId,
+    ApiKeyDigest, ApiKeyId, Attempt, ConfigId, ConfigKind, Email, ReviewId, ReviewStatus, RunnerId,
+    TaskId, TaskState, Timestamp, UserId,
 };
 use ai_review_store::rows::{
-    ApiKeyRow, AuthRow, LogLineRow, ReviewRow, RunnerRow, TaskAttemptRow, TaskEventRow, TaskRow,
-    UserRow, check_task_ref, convert_all, db_error, permissions_json, tags_json,
+    ApiKeyRow, AuthRow, ConfigItemRow, LogLineRow, ReviewRow, RunnerRow, TaskAttemptRow,
+    TaskEventRow, TaskRow, UserRow, check_task_ref, convert_all, db_error, permissions_json,
+    tags_json,
 };
 use ai_review_store::{
-    ApiKey, Claim, Heartbeat, HeartbeatOutcome, LogAppend, LogAppendOutcome, LogLine, NewApiKey,
-    NewReview, NewUser, PhaseReport, ReapReport, Review, ReviewFilter, Runner, RunnerRegistration,
-    Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef,
-    TaskResult, User, api_key_columns, authenticate_query, policy, review_columns, runner_columns,
-    task_columns, user_columns,
+    ApiKey, Claim, ConfigItem, ConfigItemWrite, Heartbeat, HeartbeatOutcome, LogAppend,
+    LogAppendOutcome, LogLine, NewApiKey, NewReview, NewUser, PhaseReport, ReapReport, Review,
+    ReviewFilter, Runner, RunnerRegistration, Store, StoreError, StoreResult, SubmitOutcome, Task,
+    TaskAttempt, TaskEvent, TaskRef, TaskResult, User, api_key_columns, authenticate_query,
+    config_item_columns, policy, review_columns, runner_columns, task_columns, user_columns,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -928,6 +929,133 @@ impl Store for SqliteStore {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))
             })
             .collect()
+    }
+
+    async fn create_config_item(&self, c: ConfigItemWrite) -> StoreResult<ConfigItem> {
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+
+        if c.is_default {
+            sqlx::query(
+                "UPDATE config_items SET is_default = FALSE WHERE kind = ?1 AND is_default",
+            )
+            .bind(c.kind.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        let row: ConfigItemRow = sqlx::query_as(concat!(
+            "INSERT INTO config_items (kind, id, name, is_default, body, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING ",
+            config_item_columns!()
+        ))
+        .bind(c.kind.as_str())
+        .bind(c.id.as_str())
+        .bind(&c.name)
+        .bind(c.is_default)
+        .bind(c.body.to_string())
+        .bind(c.now.as_millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let item = ConfigItem::try_from(row)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(item)
+    }
+
+    async fn update_config_item(&self, c: ConfigItemWrite) -> StoreResult<ConfigItem> {
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+
+        if c.is_default {
+            sqlx::query(
+                "UPDATE config_items SET is_default = FALSE WHERE kind = ?1 AND is_default AND id <> ?2",
+            )
+            .bind(c.kind.as_str())
+            .bind(c.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        let row: Option<ConfigItemRow> = sqlx::query_as(concat!(
+            "UPDATE config_items SET name = ?3, is_default = ?4, body = ?5, updated_at = ?6 \
+             WHERE kind = ?1 AND id = ?2 RETURNING ",
+            config_item_columns!()
+        ))
+        .bind(c.kind.as_str())
+        .bind(c.id.as_str())
+        .bind(&c.name)
+        .bind(c.is_default)
+        .bind(c.body.to_string())
+        .bind(c.now.as_millis())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let row = row.ok_or_else(|| StoreError::NotFound {
+            entity: "config item",
+            id: c.id.to_string(),
+        })?;
+        let item = ConfigItem::try_from(row)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(item)
+    }
+
+    async fn get_config_item(
+        &self,
+        kind: ConfigKind,
+        id: &ConfigId,
+    ) -> StoreResult<Option<ConfigItem>> {
+        let row: Option<ConfigItemRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            config_item_columns!(),
+            " FROM config_items WHERE kind = ?1 AND id = ?2"
+        ))
+        .bind(kind.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error)?;
+        row.map(ConfigItem::try_from).transpose()
+    }
+
+    async fn default_config_item(&self, kind: ConfigKind) -> StoreResult<Option<ConfigItem>> {
+        let row: Option<ConfigItemRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            config_item_columns!(),
+            " FROM config_items WHERE kind = ?1 AND is_default"
+        ))
+        .bind(kind.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error)?;
+        row.map(ConfigItem::try_from).transpose()
+    }
+
+    async fn list_config_items(&self, kind: ConfigKind) -> StoreResult<Vec<ConfigItem>> {
+        let rows: Vec<ConfigItemRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            config_item_columns!(),
+            " FROM config_items WHERE kind = ?1 ORDER BY name"
+        ))
+        .bind(kind.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error)?;
+        convert_all(rows)
+    }
+
+    async fn delete_config_item(&self, kind: ConfigKind, id: &ConfigId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM config_items WHERE kind = ?1 AND id = ?2")
+            .bind(kind.as_str())
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: "config item",
+                id: id.to_string(),
+            });
+        }
+        Ok(())
     }
 }
 

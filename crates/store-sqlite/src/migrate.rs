@@ -5,8 +5,14 @@ use ai_review_store::StoreResult;
 use ai_review_store::rows::db_error;
 use sqlx::SqlitePool;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "config_items",
+        include_str!("../migrations/0002_config_items.sql"),
+    ),
+];
 
 pub(crate) async fn run(pool: &SqlitePool) -> StoreResult<()> {
     sqlx::query(

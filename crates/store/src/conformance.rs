@@ -28,6 +28,7 @@ macro_rules! conformance_suite {
             results_are_idempotent_and_retryable_failures_requeue,
             cancellation_of_pending_and_finished_tasks,
             unclaimed_tasks_expire,
+            config_items_crud_names_and_one_default,
             logs_are_capped_per_task,
             silent_runners_are_marked_offline,
             reviews_list_with_filters_and_counts,
@@ -1030,4 +1031,130 @@ pub async fn reviews_list_with_filters_and_counts(store: DynStore) {
     assert_eq!(counts.get(&TaskState::Pending), Some(&4));
     assert_eq!(counts.get(&TaskState::Completed), Some(&1));
     store.ping().await.expect("ping");
+}
+
+/// Configuration items: create, unique names per kind, exactly one default
+/// per kind (switching it is atomic), update, list by name, delete.
+pub async fn config_items_crud_names_and_one_default(store: DynStore) {
+    let now = Timestamp::from_millis(1_000);
+    let write = |kind, name: &str, is_default, n: i64| ConfigItemWrite {
+        kind,
+        id: ConfigId::generate(),
+        name: name.into(),
+        is_default,
+        body: serde_json::json!({ "n": n }),
+        now,
+    };
+    let a = store
+        .create_config_item(write(ConfigKind::AiConfig, "b-openai", true, 1))
+        .await
+        .expect("create a");
+    assert!(a.is_default);
+    assert_eq!(a.body["n"], 1);
+    // Same name in another kind is fine; in the same kind it conflicts.
+    store
+        .create_config_item(write(ConfigKind::ReviewRule, "b-openai", true, 2))
+        .await
+        .expect("other kind");
+    let dup = store
+        .create_config_item(write(ConfigKind::AiConfig, "b-openai", false, 3))
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+
+    // A new default replaces the old one.
+    let b = store
+        .create_config_item(write(ConfigKind::AiConfig, "a-ollama", true, 4))
+        .await
+        .expect("create b");
+    let default = store
+        .default_config_item(ConfigKind::AiConfig)
+        .await
+        .expect("default")
+        .expect("one default");
+    assert_eq!(default.id, b.id);
+    let listed = store
+        .list_config_items(ConfigKind::AiConfig)
+        .await
+        .expect("list");
+    assert_eq!(
+        listed.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+        ["a-ollama", "b-openai"]
+    );
+    assert_eq!(listed.iter().filter(|i| i.is_default).count(), 1);
+
+    // Update: rename, make default again, new body.
+    let later = Timestamp::from_millis(2_000);
+    let updated = store
+        .update_config_item(ConfigItemWrite {
+            kind: ConfigKind::AiConfig,
+            id: a.id.clone(),
+            name: "c-openai".into(),
+            is_default: true,
+            body: serde_json::json!({ "n": 5 }),
+            now: later,
+        })
+        .await
+        .expect("update");
+    assert_eq!(
+        (
+            updated.name.as_str(),
+            updated.body["n"].as_i64(),
+            updated.updated_at,
+            updated.created_at
+        ),
+        ("c-openai", Some(5), later, now)
+    );
+    let default = store
+        .default_config_item(ConfigKind::AiConfig)
+        .await
+        .expect("default")
+        .expect("one default");
+    assert_eq!(default.id, a.id);
+    let renamed_into_taken = store
+        .update_config_item(ConfigItemWrite {
+            kind: ConfigKind::AiConfig,
+            id: a.id.clone(),
+            name: "a-ollama".into(),
+            is_default: true,
+            body: serde_json::json!({}),
+            now: later,
+        })
+        .await;
+    assert!(matches!(renamed_into_taken, Err(StoreError::Conflict(_))));
+    let missing = store
+        .update_config_item(write(ConfigKind::AiConfig, "zzz", false, 0))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+
+    // Delete.
+    store
+        .delete_config_item(ConfigKind::AiConfig, &a.id)
+        .await
+        .expect("delete");
+    assert!(
+        store
+            .get_config_item(ConfigKind::AiConfig, &a.id)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .default_config_item(ConfigKind::AiConfig)
+            .await
+            .expect("default")
+            .is_none()
+    );
+    let again = store.delete_config_item(ConfigKind::AiConfig, &a.id).await;
+    assert!(matches!(again, Err(StoreError::NotFound { .. })));
+    assert!(
+        store
+            .get_config_item(ConfigKind::AiConfig, &b.id)
+            .await
+            .expect("get b")
+            .is_some()
+    );
 }

@@ -45,7 +45,8 @@ pub use error::StoreError;
 pub use model::*;
 
 use ai_review_domain::{
-    ApiKeyDigest, ApiKeyId, Email, ReviewId, RunnerId, TaskId, TaskState, Timestamp, UserId,
+    ApiKeyDigest, ApiKeyId, ConfigId, ConfigKind, Email, ReviewId, RunnerId, TaskId, TaskState,
+    Timestamp, UserId,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -197,4 +198,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of tasks in each state (states with none are omitted).
     async fn queue_counts(&self) -> StoreResult<Vec<(TaskState, u64)>>;
+
+    // ----- configuration items (AI configs, templates, rules) -------------
+
+    /// Creates a configuration item. [`StoreError::Conflict`] if its name
+    /// is taken within the kind. With `is_default`, the previous default of
+    /// the kind stops being the default in the same transaction.
+    async fn create_config_item(&self, item: ConfigItemWrite) -> StoreResult<ConfigItem>;
+
+    /// Replaces an item's name, default flag and body.
+    /// [`StoreError::NotFound`] if it does not exist,
+    /// [`StoreError::Conflict`] if the new name is taken.
+    async fn update_config_item(&self, item: ConfigItemWrite) -> StoreResult<ConfigItem>;
+
+    /// One item.
+    async fn get_config_item(
+        &self,
+        kind: ConfigKind,
+        id: &ConfigId,
+    ) -> StoreResult<Option<ConfigItem>>;
+
+    /// The default item of a kind, if one is marked.
+    async fn default_config_item(&self, kind: ConfigKind) -> StoreResult<Option<ConfigItem>>;
+
+    /// Every item of a kind, by name.
+    async fn list_config_items(&self, kind: ConfigKind) -> StoreResult<Vec<ConfigItem>>;
+
+    /// Deletes an item. [`StoreError::NotFound`] if it does not exist.
+    async fn delete_config_item(&self, kind: ConfigKind, id: &ConfigId) -> StoreResult<()>;
 }

@@ -2,9 +2,9 @@
 //! shapes: the server maps them to `ai-review-protocol` types.
 
 use ai_review_domain::{
-    ApiKeyDigest, ApiKeyId, Attempt, CommitSha, Email, Permission, Phase, RepoUrl, ReviewId,
-    ReviewStatus, Role, RunnerId, RunnerStatus, TagSet, TaskId, TaskOutcome, TaskState, Timestamp,
-    UserId,
+    ApiKeyDigest, ApiKeyId, Attempt, CommitSha, ConfigId, ConfigKind, Email, Permission, Phase,
+    RepoUrl, ReviewId, ReviewStatus, Role, RunnerId, RunnerStatus, TagSet, TaskId, TaskOutcome,
+    TaskState, Timestamp, UserId,
 };
 use sha2::{Digest, Sha256};
 
@@ -443,4 +443,47 @@ pub struct TaskAttempt {
     pub outcome: Option<String>,
     /// Reason given.
     pub reason: Option<String>,
+}
+
+/// A configuration item: an AI config, a review template or a review rule.
+///
+/// These are small documents edited by admins and read on every enqueue,
+/// so they share one table: `kind`, `id`, a unique-per-kind `name`, an
+/// `is_default` flag (at most one default per kind) and a typed JSON
+/// `body` whose schema belongs to the server (secrets inside it are
+/// already encrypted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigItem {
+    /// Kind.
+    pub kind: ConfigKind,
+    /// Id.
+    pub id: ConfigId,
+    /// Name, unique within the kind.
+    pub name: String,
+    /// The default of its kind.
+    pub is_default: bool,
+    /// The item's fields.
+    pub body: serde_json::Value,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A new or replaced configuration item.
+#[derive(Debug, Clone)]
+pub struct ConfigItemWrite {
+    /// Kind.
+    pub kind: ConfigKind,
+    /// Id (new for a create, existing for an update).
+    pub id: ConfigId,
+    /// Name, unique within the kind.
+    pub name: String,
+    /// Make it the default of its kind (clearing the previous default in
+    /// the same transaction).
+    pub is_default: bool,
+    /// The item's fields.
+    pub body: serde_json::Value,
+    /// Now.
+    pub now: Timestamp,
 }

@@ -444,3 +444,39 @@ pub fn check_task_ref(task: &Task, r: &crate::TaskRef) -> Result<(), StoreError>
     }
     Ok(())
 }
+
+/// Columns of `config_items`, in [`ConfigItemRow`] order.
+#[macro_export]
+macro_rules! config_item_columns {
+    () => {
+        "kind, id, name, is_default, body, created_at, updated_at"
+    };
+}
+
+/// `config_items` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct ConfigItemRow {
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    pub is_default: bool,
+    pub body: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl TryFrom<ConfigItemRow> for crate::ConfigItem {
+    type Error = StoreError;
+    fn try_from(r: ConfigItemRow) -> Result<Self, StoreError> {
+        Ok(crate::ConfigItem {
+            kind: r.kind.parse().map_err(|e| corrupt("config kind", e))?,
+            id: ai_review_domain::ConfigId::parse(&r.id).map_err(|e| corrupt("config id", e))?,
+            name: r.name,
+            is_default: r.is_default,
+            body: serde_json::from_str(&r.body).map_err(|e| corrupt("config body", e))?,
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+        })
+    }
+}

@@ -1,6 +1,7 @@
 //! Handlers, one module per resource, and the mapping from store records to
 //! wire views.
 
+pub mod configs;
 pub mod health;
 pub mod keys;
 pub mod results;

@@ -27,6 +27,21 @@ fn optional_text(name: &str, v: Option<String>, max: usize) -> ApiResult<Option<
     }
 }
 
+fn check_excludes(globs: Vec<String>) -> ApiResult<Vec<String>> {
+    if globs.len() > 200 {
+        return Err(ApiError::bad_request("at most 200 exclude globs"));
+    }
+    globs
+        .into_iter()
+        .map(|g| {
+            globset::Glob::new(&g).map_err(|e| {
+                ApiError::bad_request(format!("exclude glob {g:?} is invalid: {e}"))
+            })?;
+            Ok(g)
+        })
+        .collect()
+}
+
 /// `POST /api/reviews` (needs `review:create`): 202 with the review and its
 /// queued task.
 pub async fn create(
@@ -40,6 +55,14 @@ pub async fn create(
     let title = optional_text("title", req.title, 500)?;
     let now = state.clock.now();
     let id = ReviewId::generate();
+    let excludes = check_excludes(req.excludes)?;
+    let resolved =
+        crate::resolve::resolve(&state, req.ai_config_id.as_ref(), req.template_id.as_ref())
+            .await?;
+    let (ai_config, sealed_key) = match resolved.ai {
+        Some((ai, key)) => (Some(ai), key),
+        None => (None, None),
+    };
     let spec = TaskSpec {
         review_id: id.clone(),
         repo_url: req.repo_url.clone(),
@@ -48,12 +71,12 @@ pub async fn create(
         head_sha: req.head_sha.clone(),
         title: title.clone(),
         file_changes: Vec::new(),
-        ai_config: None,
-        template: None,
-        rules: Vec::new(),
-        excludes: Vec::new(),
+        ai_config,
+        template: resolved.template,
+        rules: resolved.rules,
+        excludes,
     };
-    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::internal(&e))?;
+    let spec = crate::resolve::stored_spec(&spec, sealed_key.as_deref())?;
     let (review, task) = state
         .store
         .enqueue_review(NewReview {
@@ -74,7 +97,8 @@ pub async fn create(
         .await?;
     state.wake.wake_all();
     tracing::info!(review.id = %review.id, task.id = %task.id, "review queued");
-    let view = views::review(review, views::task(task, Vec::new(), Vec::new()));
+    let spec = task.spec.clone();
+    let view = views::review(review, &spec, views::task(task, Vec::new(), Vec::new()));
     Ok((StatusCode::ACCEPTED, ok(view)))
 }
 
@@ -95,7 +119,12 @@ async fn detail(state: &AppState, review: Review) -> ApiResult<ReviewView> {
         .ok_or_else(|| ApiError::not_found(format!("task {} not found", review.task_id)))?;
     let attempts = state.store.task_attempts(&task.id).await?;
     let events = state.store.task_events(&task.id).await?;
-    Ok(views::review(review, views::task(task, attempts, events)))
+    let spec = task.spec.clone();
+    Ok(views::review(
+        review,
+        &spec,
+        views::task(task, attempts, events),
+    ))
 }
 
 /// `GET /api/reviews/:id`: the review with its task's state, phase,
@@ -202,7 +231,12 @@ pub async fn list(
         let task = state.store.get_task(&r.task_id).await?;
         let task =
             task.ok_or_else(|| ApiError::not_found(format!("task {} not found", r.task_id)))?;
-        items.push(views::review(r, views::task(task, Vec::new(), Vec::new())));
+        let spec = task.spec.clone();
+        items.push(views::review(
+            r,
+            &spec,
+            views::task(task, Vec::new(), Vec::new()),
+        ));
     }
     let mut stats = ReviewStats::default();
     for s in ReviewStatus::ALL {

@@ -248,7 +248,7 @@ pub async fn pending(
             }
             let out = tasks
                 .into_iter()
-                .map(views::assignment)
+                .map(|t| views::assignment(t, &state.settings.secrets))
                 .collect::<Result<Vec<_>, _>>()?;
             return Ok(ok(out));
         }

@@ -1,11 +1,12 @@
 //! Store records → wire views.
 
 use crate::config::millis;
+use crate::secrets::SecretBox;
 use ai_review_domain::{RunnerStatus, Timestamp};
 use ai_review_protocol::api::{
     ApiKeyView, AttemptView, EventView, LogLineView, ReviewView, TaskView,
 };
-use ai_review_protocol::runner::{RunnerView, TaskAssignment, TaskSpec};
+use ai_review_protocol::runner::{RunnerView, TaskAssignment};
 use ai_review_store::{ApiKey, LogLine, Review, Runner, StoreError, Task, TaskAttempt, TaskEvent};
 use std::time::Duration;
 
@@ -70,9 +71,32 @@ pub fn task(t: Task, attempts: Vec<TaskAttempt>, events: Vec<TaskEvent>) -> Task
     }
 }
 
-/// A review with its task.
-pub fn review(r: Review, task: TaskView) -> ReviewView {
+/// A review with its task; configuration ids from the task's spec, and
+/// the applied rules, reviewed lines and rating from its result.
+pub fn review(r: Review, spec: &serde_json::Value, task: TaskView) -> ReviewView {
+    let result = task.result.as_ref();
+    let str_at = |v: &serde_json::Value, a: &str, b: &str| {
+        v.get(a)
+            .and_then(|x| x.get(b))
+            .and_then(|x| x.as_str())
+            .map(str::to_owned)
+    };
     ReviewView {
+        round_number: 1,
+        ai_config_id: str_at(spec, "aiConfig", "id"),
+        template_id: str_at(spec, "template", "id"),
+        applied_rule_ids: result
+            .and_then(|r| r.get("appliedRuleIds"))
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default(),
+        reviewed_lines: result
+            .and_then(|r| r.get("reviewedLines"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+        rating: result
+            .and_then(|r| r.get("rating"))
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|v| u8::try_from(v).ok()),
         id: r.id,
         status: r.status,
         repo_url: r.repo_url,
@@ -101,9 +125,9 @@ pub fn api_key(k: ApiKey) -> ApiKeyView {
 }
 
 /// A claimed task as handed to its runner.
-pub fn assignment(t: Task) -> Result<TaskAssignment, StoreError> {
-    let spec: TaskSpec = serde_json::from_value(t.spec)
-        .map_err(|e| StoreError::Corrupt(format!("task {} spec: {e}", t.id)))?;
+pub fn assignment(t: Task, secrets: &SecretBox) -> Result<TaskAssignment, StoreError> {
+    let spec = crate::resolve::open_spec(t.spec, secrets)
+        .map_err(|e| StoreError::Corrupt(format!("task {}: {e}", t.id)))?;
     Ok(TaskAssignment {
         lease_expires_at: t.lease_expires_at.unwrap_or(t.updated_at),
         task_id: t.id,
