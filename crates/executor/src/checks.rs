@@ -1,11 +1,15 @@
 //! Deterministic checks that need no model: high-precision secret
 //! detection and merge-conflict markers, run over the added lines of a
 //! change. Each finding is anchored on a new-side line of the diff.
+//!
+//! The review runs them on every non-binary file with added lines,
+//! including files excluded from the model review (lock, generated,
+//! vendored, excluded by configuration): a secret in a vendored file leaks
+//! just the same.
 
 use crate::diff::FilePatch;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use stable_hash::fingerprint;
 use std::sync::OnceLock;
 
 /// Severity of a finding.
@@ -18,6 +22,17 @@ pub enum Severity {
     Warning,
     /// Must be fixed.
     Error,
+}
+
+/// Who produced a finding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingSource {
+    /// A deterministic check of this module.
+    #[default]
+    Check,
+    /// The model review.
+    Model,
 }
 
 /// A finding anchored on the new side of the diff.
@@ -42,6 +57,13 @@ pub struct Finding {
     pub message: String,
     /// Stable across pushes: rule, file and the normalised line content.
     pub fingerprint: String,
+    /// Who produced it (`check` when absent).
+    #[serde(default)]
+    pub source: FindingSource,
+    /// Replacement code for the lines `line..=end_line`, when the model
+    /// proposed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<String>,
 }
 
 struct SecretRule {
@@ -132,6 +154,8 @@ pub fn run_checks(files: &[FilePatch]) -> Vec<Finding> {
                                 redact(secret)
                             ),
                             fingerprint: fingerprint(&format!("secret/{}", rule.id), path, secret),
+                            source: FindingSource::Check,
+                            suggestion: None,
                         });
                     }
                 }
@@ -149,6 +173,8 @@ pub fn run_checks(files: &[FilePatch]) -> Vec<Finding> {
                         confidence: 0.99,
                         message: "Unresolved merge conflict marker: resolve the conflict and remove the markers.".into(),
                         fingerprint: fingerprint("merge-conflict/marker", path, text.trim()),
+                        source: FindingSource::Check,
+                        suggestion: None,
                     });
                 }
             }
@@ -157,20 +183,18 @@ pub fn run_checks(files: &[FilePatch]) -> Vec<Finding> {
     out
 }
 
-mod stable_hash {
-    /// A stable 64-bit FNV-1a fingerprint (hex) of rule, file and content:
-    /// the same finding on a later push gets the same value wherever its
-    /// line moved to.
-    pub fn fingerprint(rule: &str, file: &str, content: &str) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for part in [rule, "\0", file, "\0", content] {
-            for b in part.bytes() {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
+/// A stable 64-bit FNV-1a fingerprint (hex) of rule, file and content:
+/// the same finding on a later push gets the same value wherever its line
+/// moved to.
+pub fn fingerprint(rule: &str, file: &str, content: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [rule, "\0", file, "\0", content] {
+        for b in part.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
         }
-        format!("{h:016x}")
     }
+    format!("{h:016x}")
 }
 
 #[cfg(test)]

@@ -30,6 +30,45 @@ pub struct Hunk {
 }
 
 impl Hunk {
+    /// Every line with its new-side number (`None` for removed lines).
+    pub fn numbered(&self) -> impl Iterator<Item = (Option<u32>, &DiffLine)> {
+        let mut n = self.new_start;
+        self.lines.iter().map(move |l| match l {
+            DiffLine::Added(_) | DiffLine::Context(_) => {
+                n += 1;
+                (Some(n - 1), l)
+            }
+            DiffLine::Removed(_) => (None, l),
+        })
+    }
+
+    /// The new-side lines the hunk covers, inclusive; a pure deletion
+    /// covers the line it follows (at least line 1).
+    pub fn new_range(&self) -> (u32, u32) {
+        if self.new_lines == 0 {
+            let at = self.new_start.max(1);
+            (at, at)
+        } else {
+            (self.new_start, self.new_start + self.new_lines - 1)
+        }
+    }
+
+    /// Added plus removed lines.
+    pub fn changed_lines(&self) -> u64 {
+        self.lines
+            .iter()
+            .filter(|l| !matches!(l, DiffLine::Context(_)))
+            .count() as u64
+    }
+
+    /// Text of new-side line `n`, if the hunk shows it.
+    pub fn new_line(&self, n: u32) -> Option<&str> {
+        self.numbered().find_map(|(k, l)| match l {
+            DiffLine::Added(t) | DiffLine::Context(t) if k == Some(n) => Some(t.as_str()),
+            _ => None,
+        })
+    }
+
     /// Added lines with their new-side line numbers.
     pub fn added(&self) -> impl Iterator<Item = (u32, &str)> {
         let mut n = self.new_start;
@@ -56,6 +95,10 @@ pub struct FilePatch {
     pub new_path: Option<String>,
     /// Binary content (no hunks).
     pub binary: bool,
+    /// Git mode on the old side, when the patch states it (`100644`, ...).
+    pub old_mode: Option<String>,
+    /// Git mode on the new side (`160000` is a submodule).
+    pub new_mode: Option<String>,
     /// Hunks in order.
     pub hunks: Vec<Hunk>,
 }
@@ -205,6 +248,22 @@ pub fn parse_patch(text: &str) -> Result<Vec<FilePatch>, ExecError> {
             .or_else(|| line.strip_prefix("copy to "))
         {
             f.new_path = Some(unquote(rest));
+        } else if let Some(m) = line
+            .strip_prefix("old mode ")
+            .or_else(|| line.strip_prefix("deleted file mode "))
+        {
+            f.old_mode = Some(m.to_owned());
+        } else if let Some(m) = line
+            .strip_prefix("new mode ")
+            .or_else(|| line.strip_prefix("new file mode "))
+        {
+            f.new_mode = Some(m.to_owned());
+        } else if let Some(rest) = line.strip_prefix("index ") {
+            // "index abc..def 100644": the mode of an unchanged-mode file.
+            if let Some((_, m)) = rest.split_once(' ') {
+                f.old_mode.get_or_insert_with(|| m.to_owned());
+                f.new_mode.get_or_insert_with(|| m.to_owned());
+            }
         } else if line.starts_with("Binary files ") || line == "GIT binary patch" {
             f.binary = true;
         } else if let Some(rest) = line.strip_prefix("@@ -") {
@@ -300,6 +359,23 @@ mod tests {
             (files[2].old_path.as_deref(), files[2].new_path.as_deref()),
             (Some("gone.txt"), None)
         );
+    }
+
+    #[test]
+    fn numbers_lines_and_reads_modes() {
+        let patch = "diff --git a/s b/s\nold mode 100644\nnew mode 100755\nindex 1..2\n--- a/s\n+++ b/s\n@@ -4,3 +4,3 @@\n a\n-b\n+B\n c\ndiff --git a/m b/m\nindex 1..2 160000\n--- a/m\n+++ b/m\n@@ -1 +1 @@\n-Subproject commit 1\n+Subproject commit 2\ndiff --git a/d b/d\n--- a/d\n+++ b/d\n@@ -3,2 +2,0 @@\n-x\n-y\n";
+        let files = parse_patch(patch).expect("parse");
+        assert_eq!(
+            (files[0].old_mode.as_deref(), files[0].new_mode.as_deref()),
+            (Some("100644"), Some("100755"))
+        );
+        assert_eq!(files[1].new_mode.as_deref(), Some("160000"));
+        let h = &files[0].hunks[0];
+        let nums: Vec<_> = h.numbered().map(|(n, _)| n).collect();
+        assert_eq!(nums, [Some(4), None, Some(5), Some(6)]);
+        assert_eq!((h.new_range(), h.changed_lines()), ((4, 6), 2));
+        assert_eq!((h.new_line(5), h.new_line(7)), (Some("B"), None));
+        assert_eq!(files[2].hunks[0].new_range(), (2, 2));
     }
 
     proptest! {

@@ -16,9 +16,17 @@
 //! The executor never talks to the server, the forge or the network, and
 //! never receives credentials.
 
+pub mod anchor;
+pub mod answer;
 pub mod checks;
+pub mod classify;
+pub mod client;
+pub mod config;
 pub mod diff;
 pub mod gateway;
+pub mod plan;
+pub mod prompt;
+pub mod review;
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -276,7 +284,7 @@ pub struct Totals {
 pub struct ExecutorOutput {
     /// Contract version.
     pub version: u32,
-    /// What was computed (`diff-stats` until the review engine lands).
+    /// What was computed: `review`.
     pub kind: String,
     /// Base revision.
     pub base_sha: String,
@@ -338,7 +346,7 @@ fn hex_sha(s: &str) -> bool {
     matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>, ExecError> {
+pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>, ExecError> {
     let out = Command::new("git")
         .arg("-C")
         .arg(repo)
@@ -362,8 +370,35 @@ fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>, ExecError> {
     Ok(out.stdout)
 }
 
-/// Computes the changed files between the task's base and head in `repo`.
-pub fn diff_stats(repo: &Path, task: &ExecutorTask) -> Result<ExecutorOutput, ExecError> {
+/// The change under review: files with line counts, and the parsed patch
+/// (three lines of context).
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    /// Changed files, in git's order.
+    pub files: Vec<FileStat>,
+    /// Totals.
+    pub totals: Totals,
+    /// The patch, one entry per file git printed.
+    pub patches: Vec<diff::FilePatch>,
+}
+
+impl Change {
+    /// The patch of `file`: the one whose new path is the file's (old
+    /// path for deletions).
+    pub fn patch_of(&self, file: &FileStat) -> Option<&diff::FilePatch> {
+        self.patches
+            .iter()
+            .find(|p| p.new_path.as_deref() == Some(file.path.as_str()))
+            .or_else(|| {
+                self.patches.iter().find(|p| {
+                    p.new_path.is_none() && p.old_path.as_deref() == Some(file.path.as_str())
+                })
+            })
+    }
+}
+
+/// Checks the task's version and revisions.
+pub fn validate_task(task: &ExecutorTask) -> Result<(), ExecError> {
     if task.version != CONTRACT_VERSION {
         return Err(ExecError(format!(
             "task contract version {} is not supported (this executor speaks {CONTRACT_VERSION}); rebuild the executor image",
@@ -375,6 +410,13 @@ pub fn diff_stats(repo: &Path, task: &ExecutorTask) -> Result<ExecutorOutput, Ex
             "baseSha and headSha must be full hex SHAs".into(),
         ));
     }
+    Ok(())
+}
+
+/// Computes the changed files and the patch between the task's base and
+/// head in `repo`.
+pub fn load_change(repo: &Path, task: &ExecutorTask) -> Result<Change, ExecError> {
+    validate_task(task)?;
     let range = [task.base_sha.as_str(), task.head_sha.as_str()];
     let status = git(
         repo,
@@ -409,30 +451,16 @@ pub fn diff_stats(repo: &Path, task: &ExecutorTask) -> Result<ExecutorOutput, Ex
     let patch = git(
         repo,
         &[
-            &["diff", "--no-color", "--no-ext-diff", "-U0", "-M"][..],
+            &["diff", "--no-color", "--no-ext-diff", "-U3", "-M", "-C"][..],
             &range,
         ]
         .concat(),
     )?;
     let patches = diff::parse_patch(&String::from_utf8_lossy(&patch))?;
-    let findings = checks::run_checks(&patches);
-    Ok(ExecutorOutput {
-        version: CONTRACT_VERSION,
-        kind: "diff-stats".into(),
-        base_sha: task.base_sha.clone(),
-        head_sha: task.head_sha.clone(),
+    Ok(Change {
         files,
         totals,
-        findings,
-        summary: String::new(),
-        assessment: None,
-        rating: None,
-        ai: None,
-        not_reviewed: Vec::new(),
-        unanchored: Vec::new(),
-        reviewed_lines: 0,
-        applied_rule_ids: Vec::new(),
-        usage: None,
+        patches,
     })
 }
 
@@ -579,7 +607,7 @@ mod tests {
             "printf 'a\\nB\\nc\\nd\\n' > keep.txt && git mv old.txt 'new name.txt' && git rm -q gone.txt && printf '\\000\\001\\002' > blob.bin && git add . && git commit -qm head",
         );
         let head = rev(p, "HEAD");
-        let out = diff_stats(
+        let out = load_change(
             p,
             &ExecutorTask {
                 version: 1,
@@ -634,7 +662,7 @@ mod tests {
             review: ReviewSettings::default(),
         };
         assert!(
-            diff_stats(d.path(), &t)
+            load_change(d.path(), &t)
                 .expect_err("v2")
                 .0
                 .contains("version 2")
@@ -644,6 +672,6 @@ mod tests {
             base_sha: "--output=/x".into(),
             ..t
         };
-        assert!(diff_stats(d.path(), &t).is_err());
+        assert!(load_change(d.path(), &t).is_err());
     }
 }

@@ -3,11 +3,15 @@
 //!
 //! ```text
 //! ai-review-executor run [--workspace DIR] [--wait-ms N]
+//! ai-review-executor scan FILE...
 //! ```
+//!
+//! `run` reviews the task in the workspace, asking the model gateway on
+//! `<workspace>/model.sock` when the task has a model.
 
-use ai_review_executor::{
-    ExecutorTask, REPO_DIR, STARTED_MARKER, TASK_FILE, WORKSPACE_MOUNT, diff_stats,
-};
+use ai_review_executor::client::{Gateway, SocketGateway};
+use ai_review_executor::gateway::GATEWAY_SOCKET;
+use ai_review_executor::{ExecutorTask, REPO_DIR, STARTED_MARKER, TASK_FILE, WORKSPACE_MOUNT};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +46,8 @@ fn scan(files: &[String]) -> ExitCode {
             old_path: None,
             new_path: Some(f.clone()),
             binary: false,
+            old_mode: None,
+            new_mode: None,
             hunks: vec![Hunk {
                 old_start: 0,
                 old_lines: 0,
@@ -121,12 +127,24 @@ fn run(workspace: &std::path::Path, wait: Option<Duration>) -> Result<(), String
         &task.base_sha[..task.base_sha.len().min(12)],
         &task.head_sha[..task.head_sha.len().min(12)]
     );
-    let out = diff_stats(&workspace.join(REPO_DIR), &task).map_err(|e| e.to_string())?;
-    eprintln!(
-        "{} files changed, {} insertions(+), {} deletions(-)",
-        out.totals.files, out.totals.additions, out.totals.deletions
-    );
-    eprintln!("deterministic checks: {} findings", out.findings.len());
+    let gateway = SocketGateway::new(workspace.join(GATEWAY_SOCKET));
+    let gateway = task.model.as_ref().map(|_| &gateway as &dyn Gateway);
+    let mut stderr = std::io::stderr();
+    let out =
+        ai_review_executor::review::review(&workspace.join(REPO_DIR), &task, gateway, &mut stderr)
+            .map_err(|e| e.to_string())?;
+    if let Some(ai) = &out.ai {
+        eprintln!(
+            "review done: {} findings, {} not reviewed, AI review {:?}{}",
+            out.findings.len(),
+            out.not_reviewed.len(),
+            ai.status,
+            ai.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
     let json = serde_json::to_string(&out).map_err(|e| e.to_string())?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{json}").map_err(|e| format!("cannot write the result: {e}"))?;
