@@ -513,15 +513,21 @@ async fn findings_are_served_as_comments_files_and_progress(backend: Backend) {
             "ruleId": "secret/x", "confidence": 0.9, "message": "m", "fingerprint": fp,
         })
     };
+    let mut model_finding = finding("b.py", 7, "error", "f3");
+    model_finding["source"] = "model".into();
+    model_finding["suggestion"] = "let x = 1;".into();
     let output = serde_json::json!({
-        "version": 1, "kind": "diff-stats", "baseSha": "a".repeat(40), "headSha": "b".repeat(40),
+        "version": 1, "kind": "review", "baseSha": "a".repeat(40), "headSha": "b".repeat(40),
         "files": [
-            {"path": "a.py", "status": "modified", "additions": 3, "deletions": 1, "binary": false},
-            {"path": "b.py", "status": "added", "additions": 9, "deletions": 0, "binary": false},
+            {"path": "a.py", "status": "modified", "additions": 3, "deletions": 1, "binary": false,
+             "reviewStatus": "reviewed", "reviewedLines": 4},
+            {"path": "b.py", "status": "added", "additions": 9, "deletions": 0, "binary": false,
+             "reviewStatus": "not_reviewed", "reason": "token budget exhausted"},
             {"path": "logo.png", "status": "added", "additions": 0, "deletions": 0, "binary": true}
         ],
         "totals": {"files": 3, "additions": 12, "deletions": 1},
-        "findings": [finding("a.py", 2, "error", "f1"), finding("a.py", 3, "warning", "f2"), finding("b.py", 7, "error", "f3")],
+        "findings": [finding("a.py", 2, "error", "f1"), finding("a.py", 3, "warning", "f2"), model_finding],
+        "appliedRuleIds": ["rule-1"], "reviewedLines": 4, "rating": 3,
     });
     r1.submit_result(
         &t.task_id,
@@ -586,11 +592,35 @@ async fn findings_are_served_as_comments_files_and_progress(backend: Backend) {
     assert_eq!(
         (
             progress.data()["reviewedFiles"].as_u64(),
-            progress.data()["skippedFiles"].as_u64()
+            progress.data()["skippedFiles"].as_u64(),
+            progress.data()["notReviewedFiles"].as_u64(),
         ),
-        (Some(2), Some(1))
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(progress.data()["files"][0]["reviewedLines"], 4);
+    assert_eq!(
+        progress.data()["files"][1]["reason"],
+        "token budget exhausted"
     );
     assert_eq!(progress.data()["files"][2]["reason"], "binary file");
+    assert_eq!(
+        (
+            errors.data()[1]["source"].as_str(),
+            errors.data()[1]["suggestion"].as_str()
+        ),
+        (Some("model"), Some("let x = 1;"))
+    );
+    assert_eq!(errors.data()[0]["source"], "check");
+    let view = app.review(&review.id).await;
+    assert_eq!(
+        (
+            view.applied_rule_ids,
+            view.reviewed_lines,
+            view.rating,
+            view.round_number
+        ),
+        (vec!["rule-1".to_owned()], 4, Some(3), 1)
+    );
     app.get(
         &format!(
             "/api/reviews/{}/comments",

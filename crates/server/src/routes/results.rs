@@ -55,6 +55,11 @@ pub struct Comment {
     pub confidence: f64,
     /// Message.
     pub message: String,
+    /// Replacement for the lines, when the reviewer suggested one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<String>,
+    /// `check` (deterministic) or `model`.
+    pub source: String,
 }
 
 /// Query of `/comments`.
@@ -85,6 +90,8 @@ fn comments_from(result: &serde_json::Value) -> Vec<Comment> {
             rule_id: f["ruleId"].as_str().unwrap_or_default().to_owned(),
             confidence: f["confidence"].as_f64().unwrap_or(0.0),
             message: f["message"].as_str().unwrap_or_default().to_owned(),
+            suggestion: f["suggestion"].as_str().map(str::to_owned),
+            source: f["source"].as_str().unwrap_or("check").to_owned(),
         })
         .collect()
 }
@@ -149,11 +156,16 @@ pub struct Progress {
     pub status: String,
     /// Files in the change (known once the executor reported).
     pub total_files: u64,
-    /// Files reviewed.
+    /// Files fully reviewed.
     pub reviewed_files: u64,
-    /// Files skipped (binary).
+    /// Files partly reviewed (the rest is in the review's `notReviewed`).
+    pub partial_files: u64,
+    /// Files skipped on purpose (binary, lock, generated, excluded, ...).
     pub skipped_files: u64,
-    /// Per file: `reviewed` or `skipped`.
+    /// Files that should have been reviewed but were not (budget, model
+    /// failure), each with its reason.
+    pub not_reviewed_files: u64,
+    /// Per file.
     pub files: Vec<FileProgress>,
 }
 
@@ -163,11 +175,13 @@ pub struct Progress {
 pub struct FileProgress {
     /// Path.
     pub path: String,
-    /// `reviewed` or `skipped`.
+    /// `reviewed`, `partial`, `skipped` or `not_reviewed`.
     pub status: String,
-    /// Why it was skipped.
+    /// Why it was skipped or not (fully) reviewed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Changed lines the model reviewed.
+    pub reviewed_lines: u64,
 }
 
 /// `GET /api/reviews/:id/files/progress`.
@@ -183,22 +197,35 @@ pub async fn progress(
         .flatten()
         .map(|f| {
             let binary = f["binary"].as_bool().unwrap_or(false);
+            // Results written before the review engine carry no status:
+            // binary files were skipped, the rest checked.
+            let status = f["reviewStatus"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| if binary { "skipped" } else { "reviewed" }.to_owned());
+            let reason = f["reason"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| binary.then(|| "binary file".to_owned()));
             FileProgress {
                 path: f["path"].as_str().unwrap_or_default().to_owned(),
-                status: if binary { "skipped" } else { "reviewed" }.to_owned(),
-                reason: binary.then(|| "binary file".to_owned()),
+                status,
+                reason,
+                reviewed_lines: f["reviewedLines"].as_u64().unwrap_or(0),
             }
         })
         .collect();
-    let skipped = files.iter().filter(|f| f.status == "skipped").count() as u64;
+    let count = |s: &str| files.iter().filter(|f| f.status == s).count() as u64;
     let status = ai_review_domain::ReviewStatus::from_task_state(task_state)
         .as_str()
         .to_owned();
     Ok(Json(Envelope::ok(Progress {
         status,
         total_files: files.len() as u64,
-        reviewed_files: files.len() as u64 - skipped,
-        skipped_files: skipped,
+        reviewed_files: count("reviewed"),
+        partial_files: count("partial"),
+        skipped_files: count("skipped"),
+        not_reviewed_files: count("not_reviewed"),
         files,
     })))
 }
