@@ -4,6 +4,8 @@
 //! * [`engine`]: the container-engine interface; [`docker`] implements it
 //!   over the Docker Engine API, [`fake`] in memory for tests.
 //! * [`git`]: per-task workspaces and safe clones of untrusted repositories.
+//! * [`gateway`]: the per-task model gateway on the workspace's Unix
+//!   socket (provider translation, key, retries, budget, usage, cache).
 //! * [`agent`]: registration, heartbeats, the poller, the warm pool, task
 //!   execution, leftover reaping and graceful drain.
 
@@ -12,5 +14,6 @@ pub mod config;
 pub mod docker;
 pub mod engine;
 pub mod fake;
+pub mod gateway;
 pub mod git;
 pub mod logs;
