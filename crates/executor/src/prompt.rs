@@ -214,7 +214,8 @@ pub fn render_hunk(h: &Hunk) -> String {
             DiffLine::Removed(t) => ('-', t),
             DiffLine::Context(t) => (' ', t),
         };
-        let _ = writeln!(out, "{num:>6} {mark} {text}");
+        let line = format!("{num:>6} {mark} {text}");
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     out
 }

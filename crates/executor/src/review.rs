@@ -511,10 +511,7 @@ impl<'a> Context<'a> {
                     Err(e) => {
                         say(
                             log,
-                            format_args!(
-                                "{what} ... invalid answer ({}), asking for a repair",
-                                first_line(&e)
-                            ),
+                            format_args!("{what} ... invalid answer ({})", first_line(&e)),
                         );
                         messages.push(ChatMessage {
                             role: ChatRole::Assistant,
@@ -529,7 +526,13 @@ impl<'a> Context<'a> {
                             .map(|m| estimate_tokens(&m.content))
                             .sum::<u64>()
                             + CALL_OVERHEAD_TOKENS;
-                        if spent + repair_input + u64::from(model.max_output_tokens)
+                        // Planned calls keep their share of the budget: a
+                        // repair only uses what the plan left over.
+                        let reserved: u64 = plan.chunks[ci + 1..]
+                            .iter()
+                            .map(|c| c.input_tokens + u64::from(model.max_output_tokens))
+                            .sum();
+                        if spent + repair_input + u64::from(model.max_output_tokens) + reserved
                             > model.token_budget
                         {
                             Err((
@@ -539,6 +542,10 @@ impl<'a> Context<'a> {
                                 false,
                             ))
                         } else {
+                            say(
+                                log,
+                                format_args!("model call {}/{n}: asking for a repair", ci + 1),
+                            );
                             spent += repair_input + u64::from(model.max_output_tokens);
                             let repair = ChatRequest {
                                 messages,
