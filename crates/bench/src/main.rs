@@ -487,12 +487,19 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if args.scenario == Scenario::Executor {
-        for lines in [1_000, 10_000] {
-            let secs = executor::overhead(lines, 5)?;
-            println!(
-                "executor overhead, {lines} changed lines over 200 files, s: {}",
-                spread(&secs)
-            );
+        for with_model in [false, true] {
+            for lines in [1_000, 10_000] {
+                let (secs, calls) = executor::overhead(lines, 5, with_model)?;
+                let mode = if with_model {
+                    format!("with an instant model gateway ({calls} calls)")
+                } else {
+                    "checks only".to_owned()
+                };
+                println!(
+                    "executor overhead, {lines} changed lines over 200 files, {mode}, s: {}",
+                    spread(&secs)
+                );
+            }
         }
     }
     if args.scenario == Scenario::RunnerRss {
