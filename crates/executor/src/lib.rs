@@ -14,7 +14,19 @@
 //! is a failure; its stderr tail is the reason.
 //!
 //! The executor never talks to the server, the forge or the network, and
-//! never receives credentials.
+//! never receives credentials. When the task has a model, it asks for
+//! completions through the runner's gateway on the Unix socket
+//! [`gateway::GATEWAY_SOCKET`] in the workspace ([`client`]).
+//!
+//! # Pipeline ([`review::review`])
+//!
+//! [`load_change`] (git diff with three lines of context, parsed by
+//! [`diff`]) → [`config`] (`.ai-review.yml` at the head revision) →
+//! [`classify`] (skipped files and why) → [`checks`] (on every file,
+//! skipped or not) → [`plan`] (packing under the token limits, sizes from
+//! [`prompt::estimate_tokens`]) → [`prompt`] → model calls validated by
+//! [`answer`], with one repair → [`anchor`] (findings placed on lines
+//! that were sent, fingerprints, duplicates) → verdict and summary.
 
 pub mod anchor;
 pub mod answer;
