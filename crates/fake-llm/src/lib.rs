@@ -154,6 +154,9 @@ pub enum Reply {
     /// Waits, then answers with the inner reply (used to outlast a
     /// client's timeout or to hold a call while a test looks around).
     Delay(Duration, Box<Reply>),
+    /// Holds the call until the test opens the [`Gate`], then answers
+    /// with the inner reply.
+    Gated(Gate, Box<Reply>),
     /// Never answers (until the fake is dropped).
     Hang,
     /// 200 with a body that is not JSON.
@@ -187,7 +190,42 @@ impl Reply {
     pub fn delay(d: Duration, reply: Reply) -> Self {
         Reply::Delay(d, Box::new(reply))
     }
+
+    /// `reply` once `gate` is open.
+    pub fn gated(gate: &Gate, reply: Reply) -> Self {
+        Reply::Gated(gate.clone(), Box::new(reply))
+    }
 }
+
+/// Holds [`Reply::Gated`] calls until opened (clones share the state).
+#[derive(Debug, Clone)]
+pub struct Gate(Arc<watch::Sender<bool>>);
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self(Arc::new(watch::channel(false).0))
+    }
+
+    /// Lets every held call (and later ones) through.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 /// One request the fake received.
 #[derive(Debug, Clone)]
@@ -470,6 +508,14 @@ async fn render(shared: &Shared, provider: Provider, call: &ChatCall, reply: Rep
                 let mut down = shared.shutdown.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(d) => reply = *inner,
+                    _ = down.wait_for(|v| *v) => return error(provider, 503, "the fake is shutting down"),
+                }
+            }
+            Reply::Gated(gate, inner) => {
+                let mut open = gate.0.subscribe();
+                let mut down = shared.shutdown.clone();
+                tokio::select! {
+                    _ = open.wait_for(|v| *v) => reply = *inner,
                     _ = down.wait_for(|v| *v) => return error(provider, 503, "the fake is shutting down"),
                 }
             }
@@ -1037,6 +1083,35 @@ mod tests {
         assert!(r.is_err_and(|e| e.is_timeout()));
         let seen = llm.wait_for_requests(2, Duration::from_secs(1)).await;
         assert_eq!(seen[1].status, None, "never answered");
+    }
+
+    #[tokio::test]
+    async fn a_gated_call_waits_for_the_gate() {
+        let llm = FakeLlm::start(KEY).await;
+        let gate = Gate::new();
+        llm.push(Reply::gated(&gate, Reply::content("after")));
+        let url = format!("{}/messages", llm.base_url());
+        let call = tokio::spawn(async move {
+            http()
+                .post(url)
+                .header("x-api-key", KEY)
+                .header("anthropic-version", "2023-06-01")
+                .json(&anthropic_body())
+                .send()
+                .await
+                .expect("send")
+                .json::<Value>()
+                .await
+                .expect("json")
+        });
+        let seen = llm.wait_for_requests(1, Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(seen[0].status, None);
+        assert!(!call.is_finished(), "held");
+        gate.open();
+        let v = call.await.expect("join");
+        assert_eq!(v["content"][0]["text"], "after");
+        assert!(llm.requests()[0].succeeded());
     }
 
     #[tokio::test]
