@@ -159,7 +159,7 @@ impl Gateway {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(sock_err(e)),
             _ => {}
         }
-        let listener = tokio::net::UnixListener::bind(socket).map_err(sock_err)?;
+        let listener = bind(socket).map_err(sock_err)?;
         // The container runs as another user (65534): it needs write
         // permission on the socket to connect.
         let perms = std::os::unix::fs::PermissionsExt::from_mode(0o666);
@@ -220,6 +220,28 @@ impl Gateway {
         let _ = tokio::fs::remove_file(&self.socket).await;
         self.inner.usage()
     }
+}
+
+/// Longest socket path `bind` takes directly (`sun_path` holds 108 bytes
+/// with the terminating NUL; keep a margin).
+const MAX_SOCKET_PATH: usize = 100;
+
+/// Binds `socket`; a path too long for `sun_path` (deep workspace bases,
+/// long runner ids) is reached through `/proc/self/fd/<dir fd>/<name>`.
+fn bind(socket: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::AsRawFd;
+    if socket.as_os_str().as_bytes().len() <= MAX_SOCKET_PATH {
+        return tokio::net::UnixListener::bind(socket);
+    }
+    let (Some(dir), Some(name)) = (socket.parent(), socket.file_name()) else {
+        return tokio::net::UnixListener::bind(socket);
+    };
+    let dir = std::fs::File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
+    tokio::net::UnixListener::bind(short)
 }
 
 struct Book {

@@ -473,6 +473,24 @@ async fn an_answer_paid_for_after_the_caller_left_is_still_cached() {
 }
 
 #[tokio::test]
+async fn a_socket_path_longer_than_sun_path_still_works() {
+    let llm = FakeLlm::start(KEY).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deep = dir.path().join("a".repeat(60)).join("b".repeat(60));
+    std::fs::create_dir_all(&deep).expect("mkdir");
+    assert!(deep.join("model.sock").as_os_str().len() > 108);
+    let g = start_in(&deep, "t", ai(&llm, LlmProvider::OpenAi)).await;
+    assert!(deep.join("model.sock").exists());
+    // Clients reach it by a short path, as the container does (/workspace).
+    let link = dir.path().join("ws");
+    std::os::unix::fs::symlink(&deep, &link).expect("symlink");
+    let (status, _) = post(&unix_client(&link.join("model.sock")), &review_call()).await;
+    assert_eq!(status, 200);
+    g.stop().await;
+    assert!(!deep.join("model.sock").exists());
+}
+
+#[tokio::test]
 async fn a_stale_socket_file_is_replaced_and_a_bad_base_url_refused() {
     let llm = FakeLlm::start(KEY).await;
     let dir = tempfile::tempdir().expect("tempdir");
