@@ -4,12 +4,17 @@
 
 use crate::config::RunnerConfig;
 use crate::engine::*;
+use crate::gateway::{self, Gateway, GatewayConfig, GatewayStartError, RetryPolicy};
 use crate::git::{self, CloneError, CloneRequest};
 use crate::logs::LogBuffer;
 use ai_review_domain::{Attempt, Phase, RunnerStatus, TaskId, TaskOutcome};
-use ai_review_executor::{CONTRACT_VERSION, ExecutorTask, REPO_DIR, TASK_FILE};
+use ai_review_executor::gateway::GATEWAY_SOCKET;
+use ai_review_executor::{
+    CONTRACT_VERSION, ExecutorTask, ModelSettings, REPO_DIR, ReviewSettings, RuleSettings,
+    TASK_FILE, TemplateSettings,
+};
 use ai_review_protocol::client::{ClientError, Registration, RunnerClient};
-use ai_review_protocol::runner::{RegisterResponse, TaskAssignment};
+use ai_review_protocol::runner::{AiConfigSpec, RegisterResponse, TaskAssignment, TaskSpec};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -103,6 +108,7 @@ pub struct Agent {
     running: AtomicU32,
     tasks: TaskTracker,
     pool: Pool,
+    model_http: reqwest::Client,
 }
 
 /// Exit code for configuration errors.
@@ -112,6 +118,63 @@ pub const EXIT_AUTH: u8 = 3;
 
 fn runner_dir(cfg: &RunnerConfig) -> PathBuf {
     cfg.workspace_base.join(cfg.id.as_str())
+}
+
+/// The model response cache, shared by every runner on the workspace base
+/// and outside their directories, so leftover reaping keeps it.
+pub fn model_cache_dir(cfg: &RunnerConfig) -> PathBuf {
+    cfg.workspace_base.join(gateway::CACHE_DIR)
+}
+
+/// What the executor learns about the model: never the key.
+pub fn model_settings(ai: &AiConfigSpec) -> ModelSettings {
+    ModelSettings {
+        provider: ai.provider.as_str().to_owned(),
+        model: ai.model.clone(),
+        token_budget: ai.token_budget,
+        max_output_tokens: ai.max_output_tokens,
+        max_input_tokens_per_call: ai.max_input_tokens_per_call,
+    }
+}
+
+/// Template, rules, excludes and context of the review, from the spec.
+pub fn review_settings(spec: &TaskSpec) -> ReviewSettings {
+    ReviewSettings {
+        template: spec.template.as_ref().map(|t| TemplateSettings {
+            id: t.id.clone(),
+            content: t.content.clone(),
+        }),
+        rules: spec
+            .rules
+            .iter()
+            .map(|r| RuleSettings {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                paths: r.paths.clone(),
+                instructions: r.instructions.clone(),
+            })
+            .collect(),
+        excludes: spec.excludes.clone(),
+        title: spec.title.clone(),
+        branch: spec.branch.clone(),
+        repository: Some(repository_name(spec.repo_url.as_str())),
+    }
+}
+
+/// `group/project` from a clone URL (`https://host/group/project.git`,
+/// `git@host:group/project.git`); the URL itself if it has no path.
+pub fn repository_name(url: &str) -> String {
+    let path = match url::Url::parse(url) {
+        Ok(u) => u.path().to_owned(),
+        Err(_) => url.split_once(':').map_or("", |(_, p)| p).to_owned(),
+    };
+    let name = path.trim_matches('/');
+    let name = name.strip_suffix(".git").unwrap_or(name);
+    if name.is_empty() {
+        url.to_owned()
+    } else {
+        name.to_owned()
+    }
 }
 
 fn limits(cfg: &RunnerConfig) -> Limits {
@@ -192,6 +255,8 @@ impl Agent {
         shutdown: CancellationToken,
     ) -> Result<(), RunnerError> {
         engine.check(&cfg.image).await?;
+        let model_http = gateway::http_client()
+            .map_err(|e| RunnerError::Other(format!("cannot build the model HTTP client: {e}")))?;
         let client = RunnerClient::new(
             &cfg.server_url,
             &cfg.token,
@@ -221,8 +286,14 @@ impl Agent {
             active: Mutex::new(HashMap::new()),
             running: AtomicU32::new(0),
             tasks: TaskTracker::new(),
+            model_http,
         });
         agent.reap_leftovers().await;
+        let pruned =
+            gateway::prune_cache(&model_cache_dir(&agent.cfg), gateway::CACHE_MAX_AGE).await;
+        if pruned > 0 {
+            tracing::info!(files = pruned, "pruned old model cache entries");
+        }
         let filler = tokio::spawn(agent.clone().fill_pool());
         let hb_stop = CancellationToken::new();
         let hb = tokio::spawn(agent.clone().heartbeats(hb_stop.clone()));
@@ -528,13 +599,39 @@ impl Agent {
     }
 
     async fn execute(self: &Arc<Self>, t: TaskAssignment, stop: Stop) {
-        let log = Arc::new(LogBuffer::new(vec![self.cfg.token.clone()]));
+        let mut secrets = vec![self.cfg.token.clone()];
+        if let Some(key) = t.spec.ai_config.as_ref().and_then(|a| a.api_key.as_ref()) {
+            secrets.push(key.expose().to_owned());
+        }
+        let log = Arc::new(LogBuffer::new(secrets));
         let flusher = tokio::spawn(
             self.clone()
                 .flush_logs(t.clone(), log.clone(), stop.clone()),
         );
         let mut slot = None;
-        let outcome = self.execute_inner(&t, &stop, &log, &mut slot).await;
+        let mut model_gateway = None;
+        let mut outcome = self
+            .execute_inner(&t, &stop, &log, &mut slot, &mut model_gateway)
+            .await;
+        if let Some(g) = model_gateway {
+            let usage = g.stop().await;
+            tracing::info!(
+                task.id = %t.task_id, model = %usage.model, calls = usage.calls,
+                cached_calls = usage.cached_calls, retries = usage.retries,
+                input_tokens = usage.input_tokens, output_tokens = usage.output_tokens,
+                "model usage"
+            );
+            // The gateway's records are authoritative, whatever the
+            // executor reported.
+            if let Ok(out) = &mut outcome
+                && let Some(doc) = out.as_object_mut()
+            {
+                doc.insert(
+                    "usage".into(),
+                    serde_json::to_value(&usage).unwrap_or_default(),
+                );
+            }
+        }
         if let Some(s) = &slot {
             if let Some(id) = &s.container {
                 let _ = self.engine.remove(id).await;
@@ -666,6 +763,7 @@ impl Agent {
         stop: &Stop,
         log: &LogBuffer,
         slot_out: &mut Option<Slot>,
+        gateway_out: &mut Option<Gateway>,
     ) -> Result<serde_json::Value, Failure> {
         self.phase(t, Phase::Preparing, stop).await;
         let slot = self.take_slot().await.map_err(Failure::retry)?;
@@ -712,13 +810,41 @@ impl Agent {
             Err(CloneError::Cancelled) => return Err(Failure::fatal("stopped")),
             Err(e) => return Err(Failure::retry(format!("clone_failed: {e}"))),
         }
+        let model = match &t.spec.ai_config {
+            Some(ai) => {
+                let cfg = GatewayConfig {
+                    task_id: t.task_id.to_string(),
+                    ai: ai.clone(),
+                    cache_dir: Some(model_cache_dir(&self.cfg)),
+                    deadline: std::time::Instant::now() + self.cfg.container_timeout,
+                    retry: RetryPolicy::default(),
+                    http: self.model_http.clone(),
+                };
+                let g = Gateway::start(&dir.join(GATEWAY_SOCKET), cfg)
+                    .await
+                    .map_err(|e| {
+                        let reason = format!("model_gateway_failed: {e}");
+                        match e {
+                            GatewayStartError::BaseUrl(_) => Failure::fatal(reason),
+                            GatewayStartError::Socket { .. } => Failure::retry(reason),
+                        }
+                    })?;
+                *gateway_out = Some(g);
+                log.line(
+                    "runner",
+                    &format!("model gateway ready: {} {}", ai.provider, ai.model),
+                );
+                Some(model_settings(ai))
+            }
+            None => None,
+        };
         let task_doc = ExecutorTask {
             version: CONTRACT_VERSION,
             task_id: t.task_id.to_string(),
             base_sha: t.spec.base_sha.to_string(),
             head_sha: t.spec.head_sha.to_string(),
-            model: None,
-            review: Default::default(),
+            model,
+            review: review_settings(&t.spec),
         };
         let tmp = dir.join(".task.json.tmp");
         let bytes = serde_json::to_vec(&task_doc).map_err(|e| Failure::fatal(e.to_string()))?;
@@ -938,6 +1064,100 @@ mod tests {
         );
         assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 5);
         assert!(batches(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn repository_names_come_from_clone_urls() {
+        for (url, name) in [
+            ("https://git.example.com/group/repo.git", "group/repo"),
+            ("git://127.0.0.1:9418/r.git", "r"),
+            ("git@github.com:org/sub/project.git", "org/sub/project"),
+            ("ssh://git@host/x/y", "x/y"),
+            ("https://host/", "https://host/"),
+        ] {
+            assert_eq!(repository_name(url), name, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_executor_gets_the_model_and_review_settings_but_never_the_key() {
+        use ai_review_protocol::runner::{RuleSpec, TemplateSpec};
+        let ai = AiConfigSpec {
+            id: "c".into(),
+            name: "n".into(),
+            provider: ai_review_domain::LlmProvider::Anthropic,
+            base_url: "https://api.anthropic.com/v1".into(),
+            model: "claude-sonnet-4-0".into(),
+            api_key: Some(ai_review_domain::SecretString::new("sk-ant-secret")),
+            temperature: None,
+            max_output_tokens: 4096,
+            max_input_tokens_per_call: 24_000,
+            timeout_ms: 1000,
+            token_budget: 200_000,
+            input_cost_per_mtok: None,
+            output_cost_per_mtok: None,
+        };
+        let m = model_settings(&ai);
+        assert_eq!(
+            (m.provider.as_str(), m.model.as_str(), m.token_budget),
+            ("anthropic", "claude-sonnet-4-0", 200_000)
+        );
+        assert_eq!(
+            (m.max_output_tokens, m.max_input_tokens_per_call),
+            (4096, 24_000)
+        );
+        assert!(
+            !serde_json::to_string(&m)
+                .unwrap_or_default()
+                .contains("sk-ant")
+        );
+        let spec = TaskSpec {
+            review_id: ai_review_domain::ReviewId::generate(),
+            repo_url: ai_review_domain::RepoUrl::parse("https://h/g/p.git").expect("url"),
+            branch: Some("feat".into()),
+            base_sha: ai_review_domain::CommitSha::parse(&"a".repeat(40)).expect("sha"),
+            head_sha: ai_review_domain::CommitSha::parse(&"b".repeat(40)).expect("sha"),
+            title: Some("Add".into()),
+            file_changes: Vec::new(),
+            ai_config: Some(ai),
+            template: Some(TemplateSpec {
+                id: "t1".into(),
+                content: "Review {{title}}".into(),
+            }),
+            rules: vec![RuleSpec {
+                id: "r1".into(),
+                name: "sql".into(),
+                paths: vec!["**/*.sql".into()],
+                instructions: "check indexes".into(),
+            }],
+            excludes: vec!["dist/**".into()],
+        };
+        let r = review_settings(&spec);
+        assert_eq!(
+            r.template,
+            Some(TemplateSettings {
+                id: "t1".into(),
+                content: "Review {{title}}".into()
+            })
+        );
+        assert_eq!(
+            r.rules,
+            vec![RuleSettings {
+                id: "r1".into(),
+                name: "sql".into(),
+                paths: vec!["**/*.sql".into()],
+                instructions: "check indexes".into(),
+            }]
+        );
+        assert_eq!(r.excludes, ["dist/**"]);
+        assert_eq!(
+            (
+                r.title.as_deref(),
+                r.branch.as_deref(),
+                r.repository.as_deref()
+            ),
+            (Some("Add"), Some("feat"), Some("g/p"))
+        );
     }
 
     #[test]

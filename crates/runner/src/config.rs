@@ -110,7 +110,7 @@ pub const VARS: &[VarSpec] = &[
     VarSpec {
         name: "DOCKER_WORKSPACE_BASE",
         default: Some("/tmp/ai-review-workspaces"),
-        help: "host directory for per-task checkouts",
+        help: "host directory for per-task checkouts and the model response cache (model-cache/)",
     },
     VarSpec {
         name: "DOCKER_TIMEOUT_SECONDS",
@@ -295,6 +295,12 @@ impl RunnerConfig {
             .map(str::to_owned)
             .unwrap_or_else(|| name.clone());
         let id = match RunnerId::parse(&id_raw) {
+            Ok(id) if id.as_str() == crate::gateway::CACHE_DIR => {
+                r.errors.push(format!(
+                    "RUNNER_ID={id_raw:?} is reserved: DOCKER_WORKSPACE_BASE/{id_raw} holds the model response cache; choose another id"
+                ));
+                None
+            }
             Ok(id) => Some(id),
             Err(e) if !id_raw.is_empty() => {
                 let var = if r.raw("RUNNER_ID").is_some() {
@@ -474,6 +480,18 @@ mod tests {
             assert!(text.contains(var), "missing {var:?} in:\n{text}");
         }
         assert!(!text.contains("secret"), "the token value is never echoed");
+    }
+
+    #[test]
+    fn the_model_cache_directory_name_is_not_a_runner_id() {
+        let e = RunnerConfig::from_map(&env(&[
+            ("RUNNER_SERVER_URL", "http://server:3000"),
+            ("RUNNER_TOKEN", KEY),
+            ("RUNNER_NAME", "model-cache"),
+            ("DOCKER_EXECUTOR_IMAGE", "ai-review-executor:latest"),
+        ]))
+        .expect_err("reserved");
+        assert!(e.to_string().contains("is reserved"), "{e}");
     }
 
     #[test]

@@ -7,8 +7,10 @@
 use crate::engine::*;
 use async_trait::async_trait;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -29,6 +31,21 @@ pub enum Behaviour {
     Hang,
     /// Dies as if the OOM killer fired.
     OutOfMemory,
+    /// Runs a stand-in executor over the workspace directory (it may read
+    /// the task file and call the model gateway), then does what it
+    /// returns.
+    Act(Act),
+}
+
+/// A stand-in executor: an async function of the workspace directory
+/// returning what the container does next.
+#[derive(Clone)]
+pub struct Act(pub Arc<dyn Fn(PathBuf) -> BoxFuture<'static, Behaviour> + Send + Sync>);
+
+impl std::fmt::Debug for Act {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Act(..)")
+    }
 }
 
 /// Picks a [`Behaviour`] for each created container.
@@ -144,6 +161,10 @@ impl FakeEngine {
                 OutputStream::Stderr,
                 &format!("{}\n", ai_review_executor::STARTED_MARKER),
             );
+            let behaviour = match behaviour {
+                Behaviour::Act(act) => (act.0)(spec.workspace.clone()).await,
+                other => other,
+            };
             match behaviour {
                 Behaviour::Exit {
                     code,
@@ -160,7 +181,7 @@ impl FakeEngine {
                         true
                     });
                 }
-                Behaviour::Hang => {}
+                Behaviour::Hang | Behaviour::Act(_) => {}
                 Behaviour::OutOfMemory => {
                     let _ = exit.send_if_modified(|e| {
                         e.get_or_insert(ExitStatus {

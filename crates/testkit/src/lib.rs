@@ -287,6 +287,39 @@ impl TestApp {
         serde_json::from_value(a.data().clone()).expect("review view")
     }
 
+    /// Queues a review of `base..head` with more request fields merged in
+    /// (`aiConfigId`, `templateId`, `excludes`, `tags`, …).
+    pub async fn enqueue_change_with(
+        &self,
+        who: &TestUser,
+        repo_url: &str,
+        base: &str,
+        head: &str,
+        extra: &Value,
+    ) -> ReviewView {
+        let mut body = serde_json::json!({
+            "repoUrl": repo_url, "baseSha": base, "headSha": head, "branch": "main", "title": "change",
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let a = self
+            .post("/api/reviews", &who.bearer(), &body)
+            .await
+            .expect(202);
+        serde_json::from_value(a.data().clone()).expect("review view")
+    }
+
+    /// Creates an AI config as the admin (`POST /api/ai-configs` with
+    /// `body`) and returns its id.
+    pub async fn ai_config(&self, body: &Value) -> String {
+        let a = self
+            .post("/api/ai-configs", &self.admin.bearer(), body)
+            .await
+            .expect(201);
+        a.data()["id"].as_str().expect("config id").to_owned()
+    }
+
     /// Polls `GET /api/reviews/:id` (real time) until `done` holds or
     /// `timeout` passes; returns the last view.
     pub async fn wait_review(
