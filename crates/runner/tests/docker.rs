@@ -1,9 +1,11 @@
 //! The runner against the real Docker engine, a real server (SQLite) and a
 //! real git server: end to end, hardening verified from inside, OOM,
-//! timeouts, fork bombs, cancellation and drain. Needs the executor image
+//! timeouts, fork bombs, cancellation and drain, and model reviews through
+//! the gateway against the fake model server. Needs the executor image
 //! (`scripts/build-images.sh`, run by `.ci/run`).
 
 use ai_review_domain::{Role, TaskState};
+use ai_review_fake_llm::{FakeLlm, Gate, Reply};
 use ai_review_runner::agent::{Agent, container_spec};
 use ai_review_runner::config::RunnerConfig;
 use ai_review_runner::docker::DockerEngine;
@@ -163,7 +165,8 @@ async fn reviews_a_change_end_to_end_in_a_cold_and_a_warm_container() {
         );
         let out = done.task.result.clone().expect("result");
         assert_eq!(out["version"], 1);
-        assert_eq!(out["kind"], "diff-stats");
+        assert_eq!(out["kind"], "review");
+        assert_eq!(out["ai"]["status"], "skipped", "no AI config: {out}");
         assert_eq!(out["totals"]["files"], 3, "{out}");
         let status_of = |p: &str| {
             out["files"]
@@ -420,4 +423,232 @@ async fn drain_interrupts_tasks_after_the_grace_period_and_requeues_them() {
     );
     assert!(containers_of("drain").is_empty());
     assert!(workspace_entries(&f).is_empty());
+}
+
+const MODEL_KEY: &str = "sk-e2e-model-key-0123456789abcdef";
+
+async fn fake_model_config(f: &Fixture, llm: &FakeLlm) -> String {
+    f.app
+        .ai_config(&serde_json::json!({
+            "name": "fake-openai",
+            "provider": "openai",
+            "baseUrl": llm.base_url(),
+            "model": "gpt-4o-mini",
+            "apiKey": MODEL_KEY,
+            "timeoutMs": 60_000,
+            "tokenBudget": 200_000,
+        }))
+        .await
+}
+
+fn docker_exec(container: &str, script: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["exec", container, "/bin/bash", "-c", script])
+        .output()
+        .expect("docker exec");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Files left under the workspace base, other than model cache entries.
+fn non_cache_entries(f: &Fixture) -> Vec<String> {
+    workspace_entries(f)
+        .into_iter()
+        .filter(|p| !p.contains("/model-cache/"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_model_review_goes_through_the_gateway_and_the_container_holds_no_key_nor_network() {
+    let f = fixture().await;
+    let llm = FakeLlm::start(MODEL_KEY).await;
+    let gate = Gate::new();
+    llm.push(Reply::gated(&gate, Reply::review()));
+    let ai = fake_model_config(&f, &llm).await;
+    let r = start(config(&f, "model-e2e", &executor_image(), &[])).await;
+    let review = f
+        .app
+        .enqueue_change_with(
+            &f.user,
+            &f.repo_url,
+            &f.base,
+            &f.head,
+            &serde_json::json!({"aiConfigId": ai}),
+        )
+        .await;
+    let seen = llm.wait_for_requests(1, Duration::from_secs(60)).await;
+    assert_eq!(seen.len(), 1, "the executor called the model");
+    let containers = containers_of("model-e2e");
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+
+    // While the model holds the call, look around inside the container.
+    let env = docker_exec(c, "env");
+    assert!(env.contains("HOME=/tmp"), "{env}");
+    assert!(
+        !env.contains(MODEL_KEY),
+        "no key in the environment:\n{env}"
+    );
+    let ws = docker_exec(
+        c,
+        &format!(
+            "test -S /workspace/model.sock && echo socket=yes; \
+             grep -rlF --devices=skip '{MODEL_KEY}' /workspace; echo grep_rc=$?; id -u"
+        ),
+    );
+    assert!(ws.contains("socket=yes"), "{ws}");
+    assert!(
+        ws.contains("grep_rc=1"),
+        "the key is nowhere in /workspace:\n{ws}"
+    );
+    assert!(ws.contains("65534"), "{ws}");
+    let port = llm.port();
+    let net = docker_exec(
+        c,
+        &format!(
+            "for h in 127.0.0.1 172.17.0.1 10.0.2.2; do \
+               (exec 3<>/dev/tcp/$h/{port}) 2>/dev/null && echo connected=$h || echo refused=$h; \
+             done; ls /sys/class/net"
+        ),
+    );
+    assert!(!net.contains("connected="), "reached the network:\n{net}");
+    for h in ["127.0.0.1", "172.17.0.1", "10.0.2.2"] {
+        assert!(net.contains(&format!("refused={h}")), "{net}");
+    }
+    assert_eq!(net.lines().last(), Some("lo"), "only loopback:\n{net}");
+
+    gate.open();
+    let done = f
+        .app
+        .wait_review(&review.id, Duration::from_secs(60), |r| {
+            r.task.state.is_terminal()
+        })
+        .await;
+    assert_eq!(
+        done.task.state,
+        TaskState::Completed,
+        "{:?}",
+        done.task.failure_reason
+    );
+    let out = done.task.result.clone().expect("result");
+    let calls = llm.requests();
+    assert!(!calls.is_empty());
+    for call in &calls {
+        assert_eq!(
+            call.header("authorization"),
+            Some(format!("Bearer {MODEL_KEY}").as_str()),
+            "every call carries the key"
+        );
+        assert!(call.succeeded());
+    }
+    assert_eq!(out["usage"]["calls"], calls.len(), "{out}");
+    assert_eq!(out["usage"]["cachedCalls"], 0, "{out}");
+    assert_eq!(out["usage"]["provider"], "openai");
+    assert_eq!(out["ai"]["status"], "completed", "{out}");
+    let logs = f
+        .app
+        .get(
+            &format!("/api/reviews/{}/logs", review.id),
+            &f.user.bearer(),
+        )
+        .await
+        .expect(200);
+    assert!(!logs.body.to_string().contains(MODEL_KEY));
+    r.shutdown().await;
+    assert!(containers_of("model-e2e").is_empty());
+    assert!(
+        non_cache_entries(&f).is_empty(),
+        "workspaces (and the socket) left: {:?}",
+        non_cache_entries(&f)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_task_gets_the_answers_already_paid_for_from_the_cache() {
+    let f = fixture().await;
+    let llm = FakeLlm::start(MODEL_KEY).await;
+    let gate = Gate::new();
+    llm.push(Reply::gated(&gate, Reply::review()));
+    let ai = fake_model_config(&f, &llm).await;
+    let first = start(config(
+        &f,
+        "cache-a",
+        &executor_image(),
+        &[("RUNNER_DRAIN_TIMEOUT_MS", "300")],
+    ))
+    .await;
+    let review = f
+        .app
+        .enqueue_change_with(
+            &f.user,
+            &f.repo_url,
+            &f.base,
+            &f.head,
+            &serde_json::json!({"aiConfigId": ai}),
+        )
+        .await;
+    llm.wait_for_requests(1, Duration::from_secs(60)).await;
+    // Attempt 1 dies while its model call is in flight: the runner drains
+    // and interrupts it, and the task is re-queued.
+    first.shutdown().await;
+    let after = f.app.review(&review.id).await;
+    assert_eq!(after.task.state, TaskState::Pending, "{:?}", after.task);
+    // The provider finishes (and bills) the call anyway; the gateway
+    // caches the answer although nobody waits for it any more.
+    gate.open();
+    let cache = f.workspaces.path().join("model-cache");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&cache).map_or(0, |d| d.count()) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read_dir(&cache).map_or(0, |d| d.count()), 1);
+
+    let second = start(config(&f, "cache-b", &executor_image(), &[])).await;
+    let done = f
+        .app
+        .wait_review(&review.id, Duration::from_secs(60), |r| {
+            r.task.state.is_terminal()
+        })
+        .await;
+    second.shutdown().await;
+    assert_eq!(
+        done.task.state,
+        TaskState::Completed,
+        "{:?}",
+        done.task.failure_reason
+    );
+    assert_eq!(done.task.attempts.len(), 2, "{:?}", done.task.attempts);
+    let out = done.task.result.clone().expect("result");
+    assert!(
+        out["usage"]["cachedCalls"].as_u64().is_some_and(|n| n > 0),
+        "{out}"
+    );
+    let calls = llm.requests();
+    let mut bodies: Vec<&str> = calls.iter().map(|c| c.body.as_str()).collect();
+    let total = bodies.len();
+    bodies.sort_unstable();
+    bodies.dedup();
+    assert_eq!(
+        bodies.len(),
+        total,
+        "the provider saw each distinct call exactly once"
+    );
+    assert!(calls.iter().all(|c| c.succeeded()));
+    // Attempt 2 answered every call of the review, but the provider saw
+    // each only once over both attempts.
+    assert_eq!(out["usage"]["calls"], total, "{out}");
+    let tokens = |k: &str| out["usage"][k].as_u64().unwrap_or(0);
+    assert!(
+        tokens("billedInputTokens") < tokens("inputTokens"),
+        "the cached answer was not billed again: {out}"
+    );
+    assert!(containers_of("cache-a").is_empty() && containers_of("cache-b").is_empty());
+    assert!(
+        non_cache_entries(&f).is_empty(),
+        "{:?}",
+        non_cache_entries(&f)
+    );
 }
