@@ -652,3 +652,59 @@ async fn a_retried_task_gets_the_answers_already_paid_for_from_the_cache() {
         non_cache_entries(&f)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_warm_pool_container_reaches_the_gateway_created_after_it_started() {
+    let f = fixture().await;
+    let llm = FakeLlm::start(MODEL_KEY).await;
+    let ai = fake_model_config(&f, &llm).await;
+    let r = start(config(
+        &f,
+        "model-warm",
+        &executor_image(),
+        &[("DOCKER_POOL_SIZE", "1")],
+    ))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while containers_of("model-warm").is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        containers_of("model-warm").len(),
+        1,
+        "a warm container waits"
+    );
+    let review = f
+        .app
+        .enqueue_change_with(
+            &f.user,
+            &f.repo_url,
+            &f.base,
+            &f.head,
+            &serde_json::json!({"aiConfigId": ai}),
+        )
+        .await;
+    let done = f
+        .app
+        .wait_review(&review.id, Duration::from_secs(60), |r| {
+            r.task.state.is_terminal()
+        })
+        .await;
+    r.shutdown().await;
+    assert_eq!(
+        done.task.state,
+        TaskState::Completed,
+        "{:?}",
+        done.task.failure_reason
+    );
+    let out = done.task.result.clone().expect("result");
+    assert_eq!(out["usage"]["calls"], llm.succeeded().len(), "{out}");
+    assert!(!llm.requests().is_empty());
+    assert_eq!(out["ai"]["status"], "completed", "{out}");
+    assert!(containers_of("model-warm").is_empty());
+    assert!(
+        non_cache_entries(&f).is_empty(),
+        "{:?}",
+        non_cache_entries(&f)
+    );
+}
