@@ -147,10 +147,8 @@ impl Gateway {
         if url::Url::parse(&base).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
             return Err(GatewayStartError::BaseUrl(cfg.ai.base_url.clone()));
         }
-        let endpoint = match cfg.ai.provider {
-            LlmProvider::OpenAi => format!("{base}/chat/completions"),
-            LlmProvider::Anthropic => format!("{base}/messages"),
-        };
+        let endpoint = endpoint_url(&base, cfg.ai.provider)
+            .ok_or_else(|| GatewayStartError::BaseUrl(cfg.ai.base_url.clone()))?;
         let sock_err = |source| GatewayStartError::Socket {
             path: socket.to_owned(),
             source,
@@ -551,6 +549,30 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// The provider endpoint under `base`: `/chat/completions` or `/messages`
+/// appended to the path, any query kept (Azure-style base URLs carry
+/// `?api-version=…`).
+pub fn endpoint_url(base: &str, provider: LlmProvider) -> Option<String> {
+    let mut u = url::Url::parse(base).ok()?;
+    let suffix = match provider {
+        LlmProvider::OpenAi => "chat/completions",
+        LlmProvider::Anthropic => "messages",
+    };
+    let path = format!("{}/{suffix}", u.path().trim_end_matches('/'));
+    u.set_path(&path);
+    Some(u.to_string())
+}
+
+/// Azure OpenAI takes the key in `api-key` instead of a bearer token.
+fn is_azure(endpoint: &str) -> bool {
+    url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .is_some_and(|h| {
+            h.ends_with(".openai.azure.com") || h.ends_with(".cognitiveservices.azure.com")
+        })
+}
+
 async fn attempt(inner: &Inner, body: &Value, timeout: Duration) -> Result<ChatResponse, Failed> {
     let cfg = &inner.cfg;
     let mut rb = cfg
@@ -561,6 +583,9 @@ async fn attempt(inner: &Inner, body: &Value, timeout: Duration) -> Result<ChatR
         .body(body.to_string());
     let key = cfg.ai.api_key.as_ref().filter(|k| !k.is_empty());
     rb = match (cfg.ai.provider, key) {
+        (LlmProvider::OpenAi, Some(k)) if is_azure(&inner.endpoint) => {
+            rb.header("api-key", k.expose())
+        }
         (LlmProvider::OpenAi, Some(k)) => rb.bearer_auth(k.expose()),
         (LlmProvider::OpenAi, None) => rb,
         (LlmProvider::Anthropic, k) => {
@@ -934,6 +959,35 @@ fn estimated_cost(ai: &AiConfigSpec, u: &ModelUsage) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn endpoints_keep_azure_queries_and_pick_the_key_header() {
+        use super::{endpoint_url, is_azure};
+        use ai_review_domain::LlmProvider;
+        assert_eq!(
+            endpoint_url("https://api.openai.com/v1", LlmProvider::OpenAi).as_deref(),
+            Some("https://api.openai.com/v1/chat/completions")
+        );
+        assert_eq!(
+            endpoint_url("http://127.0.0.1:11434/v1/", LlmProvider::OpenAi).as_deref(),
+            Some("http://127.0.0.1:11434/v1/chat/completions")
+        );
+        let azure = endpoint_url(
+            "https://team.openai.azure.com/openai/deployments/gpt4o?api-version=2024-10-21",
+            LlmProvider::OpenAi,
+        )
+        .expect("azure");
+        assert_eq!(
+            azure,
+            "https://team.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21"
+        );
+        assert!(is_azure(&azure));
+        assert!(!is_azure("https://api.openai.com/v1/chat/completions"));
+        assert_eq!(
+            endpoint_url("https://api.anthropic.com/v1", LlmProvider::Anthropic).as_deref(),
+            Some("https://api.anthropic.com/v1/messages")
+        );
+    }
+
     use super::*;
 
     fn ai(provider: LlmProvider, model: &str) -> AiConfigSpec {

@@ -167,7 +167,7 @@ fn range<T: PartialOrd + std::fmt::Display + Copy>(name: &str, v: T, lo: T, hi: 
 
 fn price(name: &str, v: Option<f64>) -> ApiResult<Option<f64>> {
     match v {
-        Some(p) if !p.is_finite() || p < 0.0 || p > 10_000.0 => Err(ApiError::bad_request(
+        Some(p) if !p.is_finite() || !(0.0..=10_000.0).contains(&p) => Err(ApiError::bad_request(
             format!("{name} must be a price in US dollars per million tokens, 0 to 10000"),
         )),
         v => Ok(v),
