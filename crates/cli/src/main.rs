@@ -1,6 +1,10 @@
-//! `ai-review`: the server, the admin tools (and, in later releases, the
-//! runner and local reviews) in one binary.
+//! `ai-review`: the server, the runner, local and remote reviews and the
+//! admin tools in one binary.
 
+mod api;
+mod image;
+mod model_env;
+mod report;
 mod review;
 
 use ai_review_domain::{ApiKeyId, ApiKeySecret, Email, Permission, Role, Timestamp, UserId};
@@ -32,7 +36,9 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Review a local change end to end: embedded server and runner, the
-    /// review in a Docker container, results printed.
+    /// review in a Docker container, results printed (or queue it on a
+    /// running server with --server).
+    #[command(after_help = review::AFTER_HELP)]
     Review(review::ReviewArgs),
     /// Run the server (REST API, runner protocol, task queue).
     Server(ServerConfig),
@@ -155,13 +161,7 @@ fn main() -> ExitCode {
         return rt.block_on(runner());
     }
     if let Command::Review(args) = cli.command {
-        return match rt.block_on(review::run(args)) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return rt.block_on(review::run(args));
     }
     match rt.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,

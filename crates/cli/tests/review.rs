@@ -36,16 +36,36 @@ fn repo() -> tempfile::TempDir {
     d
 }
 
+/// `ai-review review` with no model, server or token from the caller's
+/// environment.
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ai-review"));
+    c.arg("review").env_remove("RUST_LOG");
+    for var in [
+        "AI_REVIEW_LLM_PROVIDER",
+        "AI_REVIEW_LLM_BASE_URL",
+        "AI_REVIEW_LLM_MODEL",
+        "AI_REVIEW_LLM_API_KEY",
+        "AI_REVIEW_LLM_TOKEN_BUDGET",
+        "AI_REVIEW_LLM_MAX_OUTPUT_TOKENS",
+        "AI_REVIEW_LLM_TIMEOUT_MS",
+        "AI_REVIEW_LLM_TEMPERATURE",
+        "AI_REVIEW_SERVER",
+        "AI_REVIEW_TOKEN",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
 fn review(args: &[&str], data: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ai-review"))
-        .arg("review")
+    bin()
         .args(args)
         .env("AI_REVIEW_DATA_DIR", data)
         .env(
             "DOCKER_EXECUTOR_IMAGE",
             ai_review_testkit::docker::executor_image(),
         )
-        .env_remove("RUST_LOG")
         .output()
         .expect("run ai-review review")
 }
@@ -74,6 +94,11 @@ fn reviews_the_last_commit_of_a_local_repository_end_to_end() {
         "no server log noise by default:\n{stderr}"
     );
 
+    assert!(
+        !stderr.contains("│ computing changes"),
+        "the task log is tailed in text mode only:\n{stderr}"
+    );
+
     let text = review(&[r.path().to_str().expect("path")], data.path());
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert!(text.status.success());
@@ -82,6 +107,96 @@ fn reviews_the_last_commit_of_a_local_repository_end_to_end() {
         stdout.contains("A new.rs") && stdout.contains("D gone.txt"),
         "{stdout}"
     );
+    assert!(stdout.contains("Usage: no model calls"), "{stdout}");
+}
+
+#[test]
+fn markdown_and_sarif_reports_of_a_real_review() {
+    let r = repo();
+    let p = r.path();
+    std::fs::write(
+        p.join("merge.txt"),
+        "a\n<<<<<<< HEAD\nb\n=======\nc\n>>>>>>> x\n",
+    )
+    .expect("write");
+    git(p, &["add", "."]);
+    git(p, &["commit", "-qm", "conflict"]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let md = review(
+        &[p.to_str().expect("path"), "--format", "markdown"],
+        data.path(),
+    );
+    let md_out = String::from_utf8_lossy(&md.stdout);
+    assert!(
+        md.status.success(),
+        "{}",
+        String::from_utf8_lossy(&md.stderr)
+    );
+    assert!(md_out.starts_with("## ai-review\n"), "{md_out}");
+    assert!(
+        md_out.contains("#### `merge.txt`") && md_out.contains("| Line | Severity |"),
+        "{md_out}"
+    );
+    assert!(md_out.contains("AI review skipped"), "{md_out}");
+
+    let sarif = review(
+        &[p.to_str().expect("path"), "--format", "sarif"],
+        data.path(),
+    );
+    assert!(sarif.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&sarif.stdout).expect("SARIF is JSON");
+    assert_eq!(v["version"], "2.1.0");
+    assert!(v["$schema"].as_str().is_some_and(|s| s.contains("sarif")));
+    assert_eq!(v["runs"][0]["tool"]["driver"]["name"], "ai-review");
+    let results = v["runs"][0]["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "two conflict markers: {v}");
+    for res in results {
+        assert_eq!(res["level"], "error");
+        assert!(res["message"]["text"].is_string());
+        let loc = &res["locations"][0]["physicalLocation"];
+        assert_eq!(loc["artifactLocation"]["uri"], "merge.txt");
+        assert!(loc["region"]["startLine"].as_u64().is_some_and(|l| l >= 2));
+        assert!(
+            res["partialFingerprints"]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+}
+
+#[test]
+fn model_settings_are_checked_before_anything_starts() {
+    let r = repo();
+    let data = tempfile::tempdir().expect("tempdir");
+    let secret = "sk-this-must-never-be-printed";
+    let out = bin()
+        .arg(r.path().to_str().expect("path"))
+        .env("AI_REVIEW_DATA_DIR", data.path())
+        // Not reached: the settings are refused first.
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("AI_REVIEW_LLM_PROVIDER", "openai")
+        .env("AI_REVIEW_LLM_API_KEY", secret)
+        .env("AI_REVIEW_LLM_TEMPERATURE", "hot")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("AI_REVIEW_LLM_MODEL is not set")
+            && err.contains("AI_REVIEW_LLM_TEMPERATURE must be"),
+        "{err}"
+    );
+    assert!(!err.contains(secret) && !String::from_utf8_lossy(&out.stdout).contains(secret));
+    let out = bin()
+        .arg(r.path().to_str().expect("path"))
+        .env("AI_REVIEW_DATA_DIR", data.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("AI_REVIEW_LLM_MODEL", "gpt-test")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("AI_REVIEW_LLM_PROVIDER is not"), "{err}");
 }
 
 #[test]
@@ -89,7 +204,7 @@ fn explains_what_is_wrong_with_the_input() {
     let data = tempfile::tempdir().expect("tempdir");
     let not_repo = tempfile::tempdir().expect("tempdir");
     let out = review(&[not_repo.path().to_str().expect("path")], data.path());
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not inside a git repository"));
 
     let r = repo();
@@ -97,30 +212,41 @@ fn explains_what_is_wrong_with_the_input() {
         &[r.path().to_str().expect("path"), "--base", "no-such-ref"],
         data.path(),
     );
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"no-such-ref\" is not a commit"));
     let out = review(
         &[r.path().to_str().expect("path"), "--base", "HEAD"],
         data.path(),
     );
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to review"));
-    let out = Command::new(env!("CARGO_BIN_EXE_ai-review"))
-        .args(["review", r.path().to_str().expect("path")])
+    let out = review(
+        &[r.path().to_str().expect("path"), "--ai-config", "x"],
+        data.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --server"));
+    let out = bin()
+        .args([r.path().to_str().expect("path"), "--no-build"])
         .env("AI_REVIEW_DATA_DIR", data.path())
         .env("DOCKER_EXECUTOR_IMAGE", "ai-review-no-such-image:none")
         .output()
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(
-        err.contains("is not present") && err.contains("scripts/build-images.sh"),
+        err.contains("ai-review-no-such-image:none is not present")
+            && err.contains("scripts/build-images.sh ai-review-no-such-image:none"),
         "{err}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ai-review"))
-        .args(["review", r.path().to_str().expect("path")])
+    let out = bin()
+        .arg(r.path().to_str().expect("path"))
         .env("AI_REVIEW_DATA_DIR", data.path())
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .output()
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(
         err.contains("does not answer") && err.contains("install Docker"),
         "{err}"
@@ -162,7 +288,11 @@ fn reports_secrets_and_conflict_markers_and_fails_ci_on_request() {
     );
     assert!(!stdout.contains(key), "the secret itself is never printed");
     assert!(stdout.contains("merge-conflict"), "{stdout}");
-    assert!(stdout.contains("AI review: skipped"), "{stdout}");
+    assert!(
+        stdout.contains("AI review skipped: no model configured")
+            && stdout.contains("AI_REVIEW_LLM_PROVIDER"),
+        "says plainly how to enable it: {stdout}"
+    );
     let json = review(
         &[p.to_str().expect("path"), "--format", "json"],
         data.path(),
