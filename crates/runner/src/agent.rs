@@ -604,10 +604,13 @@ impl Agent {
             secrets.push(key.expose().to_owned());
         }
         let log = Arc::new(LogBuffer::new(secrets));
-        let flusher = tokio::spawn(
-            self.clone()
-                .flush_logs(t.clone(), log.clone(), stop.clone()),
-        );
+        let flush_done = CancellationToken::new();
+        let flusher = tokio::spawn(self.clone().flush_logs(
+            t.clone(),
+            log.clone(),
+            stop.clone(),
+            flush_done.clone(),
+        ));
         let mut slot = None;
         let mut model_gateway = None;
         let mut outcome = self
@@ -640,9 +643,15 @@ impl Agent {
             remove_path(&runner_dir(&self.cfg).join(format!("{}.json", s.name))).await;
         }
         log.finish();
-        flusher.abort();
+        flush_done.cancel();
         let _ = flusher.await;
-        self.send_logs(&t, &log).await;
+        // The last lines explain the outcome: a few tries before giving up.
+        for attempt in 0..3 {
+            if !self.send_logs(&t, &log).await || !log.has_pending() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        }
         if stop.reason() == Some(StopReason::LeaseLost) {
             tracing::warn!(task.id = %t.task_id, "lease lost; result not submitted");
             return;
@@ -728,7 +737,10 @@ impl Agent {
         if lines.is_empty() || log.is_full() {
             return true;
         }
-        for batch in batches(lines) {
+        let mut pending = batches(lines).into_iter();
+        while let Some(batch) = pending.next() {
+            // Kept until the server has the batch: a failed send puts it back.
+            let unsent = batch.clone();
             match self.client.append_logs(&t.task_id, t.attempt, batch).await {
                 Ok(answer) if answer.truncated => {
                     log.mark_full();
@@ -739,7 +751,8 @@ impl Agent {
                     status: 409 | 403, ..
                 }) => return false,
                 Err(e) => {
-                    tracing::warn!(task.id = %t.task_id, error = %e, "could not send log lines");
+                    tracing::warn!(task.id = %t.task_id, error = %e, "could not send log lines; will retry");
+                    log.unread(unsent.into_iter().chain(pending.flatten()).collect());
                     return true;
                 }
             }
@@ -747,9 +760,20 @@ impl Agent {
         true
     }
 
-    async fn flush_logs(self: Arc<Self>, t: TaskAssignment, log: Arc<LogBuffer>, stop: Stop) {
+    /// Sends the task's log every 500 ms until `done`; never interrupted
+    /// in the middle of a send, so no drained line is lost.
+    async fn flush_logs(
+        self: Arc<Self>,
+        t: TaskAssignment,
+        log: Arc<LogBuffer>,
+        stop: Stop,
+        done: CancellationToken,
+    ) {
         loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = done.cancelled() => return,
+            }
             if !self.send_logs(&t, &log).await {
                 stop.stop(StopReason::LeaseLost);
                 return;

@@ -21,6 +21,9 @@ struct Inner {
 /// Lines kept for failure reasons.
 const TAIL_LINES: usize = 20;
 
+/// Most lines waiting to be sent while the server is unreachable.
+pub const MAX_PENDING_LINES: usize = 20_000;
+
 impl LogBuffer {
     /// A buffer masking `secrets` (empty ones are ignored).
     pub fn new(secrets: Vec<String>) -> Self {
@@ -95,6 +98,36 @@ impl LogBuffer {
             .unwrap_or_default()
     }
 
+    /// Puts lines that could not be sent back in front of the queue, to be
+    /// sent with the next batch. At most [`MAX_PENDING_LINES`] wait: when
+    /// the server stays unreachable the oldest are dropped, and one line
+    /// says how many.
+    pub fn unread(&self, mut lines: Vec<LogLineIn>) {
+        let Ok(mut g) = self.inner.lock() else { return };
+        lines.append(&mut g.lines);
+        if lines.len() > MAX_PENDING_LINES {
+            let dropped = lines.len() - MAX_PENDING_LINES + 1;
+            lines.drain(..dropped);
+            lines.insert(
+                0,
+                LogLineIn {
+                    text: format!("[{dropped} log lines dropped: the server was unreachable]"),
+                    stream: Some("runner".to_owned()),
+                    at: Some(ai_review_domain::Timestamp::now()),
+                },
+            );
+        }
+        g.lines = lines;
+    }
+
+    /// Whether lines are waiting to be sent.
+    pub fn has_pending(&self) -> bool {
+        self.inner
+            .lock()
+            .map(|g| !g.lines.is_empty() && !g.full)
+            .unwrap_or(false)
+    }
+
     /// Records that the server's per-task log cap was reached.
     pub fn mark_full(&self) {
         if let Ok(mut g) = self.inner.lock() {
@@ -131,5 +164,33 @@ mod tests {
         assert_eq!(lines, ["token *** used", "partial line", "no newline"]);
         assert!(b.drain().is_empty());
         assert!(b.tail().ends_with("no newline"));
+    }
+
+    #[test]
+    fn unsent_lines_go_back_in_order_and_are_bounded() {
+        let b = LogBuffer::new(Vec::new());
+        b.line("runner", "one");
+        b.line("runner", "two");
+        let first = b.drain();
+        b.line("runner", "three");
+        b.unread(first);
+        let texts: Vec<String> = b.drain().into_iter().map(|l| l.text).collect();
+        assert_eq!(texts, ["one", "two", "three"]);
+        let many: Vec<LogLineIn> = (0..MAX_PENDING_LINES + 5)
+            .map(|i| LogLineIn {
+                text: i.to_string(),
+                stream: None,
+                at: None,
+            })
+            .collect();
+        b.unread(many);
+        let kept = b.drain();
+        assert_eq!(kept.len(), MAX_PENDING_LINES);
+        assert!(
+            kept[0].text.contains("6 log lines dropped"),
+            "{}",
+            kept[0].text
+        );
+        assert_eq!(kept[1].text, "6");
     }
 }
