@@ -18,7 +18,8 @@ pub use auth::{API_KEY_PREFIX, ApiKeyDigest, ApiKeySecret, Permission, Role};
 pub use ids::{ApiKeyId, ConfigId, ReviewId, RunnerId, TaskId, UserId};
 pub use secret::SecretString;
 pub use state::{
-    ConfigKind, LlmProvider, Phase, ReviewStatus, RunnerStatus, TaskOutcome, TaskState,
+    ConfigKind, LlmProvider, Phase, PlatformAuthType, PlatformType, ReviewStatus, RunnerStatus,
+    TaskOutcome, TaskState,
 };
 pub use time::Timestamp;
 pub use values::{Attempt, CommitSha, Email, RepoUrl, Tag, TagSet};

@@ -204,5 +204,29 @@ string_enum!(
         ReviewTemplate => "review_template",
         /// A review rule (path globs + instructions).
         ReviewRule => "review_rule",
+        /// A GitLab connection (platform config of type `gitlab`).
+        GitlabPlatform => "platform_gitlab",
+        /// A GitHub connection (platform config of type `github`).
+        GithubPlatform => "platform_github",
+    }
+);
+
+string_enum!(
+    /// A code forge.
+    PlatformType, "platform type" {
+        /// GitLab (gitlab.com or self-managed).
+        Gitlab => "gitlab",
+        /// GitHub (github.com or Enterprise Server).
+        Github => "github",
+    }
+);
+
+string_enum!(
+    /// How the server authenticates to a forge.
+    PlatformAuthType, "auth type" {
+        /// A personal, project or group access token.
+        Token => "token",
+        /// An OAuth application (fields stored for later use).
+        Oauth => "oauth",
     }
 );

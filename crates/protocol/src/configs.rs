@@ -7,7 +7,7 @@
 //! key is write-only: every answer shows `***` when one is set (`null`
 //! otherwise), and sending `***` back in a `PATCH` keeps the stored key.
 
-use ai_review_domain::{ConfigId, LlmProvider, Timestamp};
+use ai_review_domain::{ConfigId, LlmProvider, PlatformAuthType, PlatformType, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// What every answer shows in place of a stored secret.
@@ -212,6 +212,107 @@ pub struct RuleWrite {
     /// Enabled (default `true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+}
+
+/// A platform config (a GitLab or GitHub connection) as answered: every
+/// secret masked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformConfigView {
+    /// Id.
+    pub id: ConfigId,
+    /// Unique name.
+    pub name: String,
+    /// `gitlab` or `github`.
+    pub platform_type: PlatformType,
+    /// Base URL of the forge (self-hosted instances), e.g.
+    /// `https://gitlab.example.com` or `https://github.example.com/api/v3`.
+    pub base_url: String,
+    /// `token` or `oauth`.
+    pub auth_type: PlatformAuthType,
+    /// `***` when set, else `null`.
+    pub access_token: Option<String>,
+    /// OAuth application id (not secret).
+    pub app_id: Option<String>,
+    /// `***` when set, else `null`.
+    pub app_secret: Option<String>,
+    /// `***` when set, else `null`.
+    pub webhook_secret: Option<String>,
+    /// Disabled configs accept no webhooks and sync nothing.
+    pub enabled: bool,
+    /// The default config of its platform type.
+    pub is_default: bool,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// `POST /api/platform-configs` and `PATCH`/`PUT /api/platform-configs/:id`
+/// (absent fields keep their value; for secrets `***` keeps and `null` or
+/// `""` removes).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlatformConfigWrite {
+    /// Unique name (1-100 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `gitlab` or `github` (fixed after creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_type: Option<PlatformType>,
+    /// `http(s)://` base URL without credentials; default `https://gitlab.com`
+    /// or `https://api.github.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// `token` (default) or `oauth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_type: Option<PlatformAuthType>,
+    /// Access token (write-only).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    pub access_token: Option<Option<String>>,
+    /// OAuth application id.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    pub app_id: Option<Option<String>>,
+    /// OAuth application secret (write-only).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    pub app_secret: Option<Option<String>>,
+    /// Webhook secret (write-only): GitLab's `X-Gitlab-Token`, GitHub's
+    /// HMAC key for `X-Hub-Signature-256`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    pub webhook_secret: Option<Option<String>>,
+    /// Enabled (default `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Make it the default of its platform type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_default: Option<bool>,
+}
+
+/// `GET /api/platform-configs/:id/token` (admins only): the decrypted
+/// access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformTokenView {
+    /// The config.
+    pub id: ConfigId,
+    /// The token in clear, or `null` when none is stored.
+    pub access_token: Option<String>,
 }
 
 /// `Option<Option<T>>` where an absent field is `None` and `null` is

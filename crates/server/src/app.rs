@@ -144,6 +144,33 @@ pub fn router(state: AppState) -> Router {
                 .patch(routes::configs::update_rule)
                 .delete(routes::configs::delete_rule),
         )
+        .route(
+            "/api/platform-configs",
+            get(routes::platforms::list).post(routes::platforms::create),
+        )
+        .route(
+            "/api/platform-configs/enabled",
+            get(routes::platforms::enabled),
+        )
+        .route(
+            "/api/platform-configs/default",
+            get(routes::platforms::default),
+        )
+        .route(
+            "/api/platform-configs/type/{type}",
+            get(routes::platforms::by_type),
+        )
+        .route(
+            "/api/platform-configs/{id}",
+            get(routes::platforms::get_one)
+                .patch(routes::platforms::update)
+                .put(routes::platforms::update)
+                .delete(routes::platforms::delete),
+        )
+        .route(
+            "/api/platform-configs/{id}/token",
+            get(routes::platforms::token),
+        )
         .fallback(not_found);
 
     api.layer(middleware::from_fn_with_state(state.clone(), rate_limit))

@@ -81,19 +81,20 @@ pub fn body<T: for<'de> Deserialize<'de>>(item: &ConfigItem) -> ApiResult<T> {
     })
 }
 
-fn encode<T: Serialize>(v: &T) -> ApiResult<serde_json::Value> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> ApiResult<serde_json::Value> {
     serde_json::to_value(v).map_err(|e| ApiError::internal(&e))
 }
 
-fn what(kind: ConfigKind) -> &'static str {
+pub(crate) fn what(kind: ConfigKind) -> &'static str {
     match kind {
         ConfigKind::AiConfig => "AI config",
         ConfigKind::ReviewTemplate => "review template",
         ConfigKind::ReviewRule => "review rule",
+        ConfigKind::GitlabPlatform | ConfigKind::GithubPlatform => "platform config",
     }
 }
 
-fn check_name(name: &str) -> ApiResult<String> {
+pub(crate) fn check_name(name: &str) -> ApiResult<String> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 100 || n.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
@@ -103,7 +104,7 @@ fn check_name(name: &str) -> ApiResult<String> {
     Ok(n.to_owned())
 }
 
-fn parse_id(id: &str) -> ApiResult<ConfigId> {
+pub(crate) fn parse_id(id: &str) -> ApiResult<ConfigId> {
     Ok(ConfigId::parse(id)?)
 }
 
@@ -116,7 +117,11 @@ async fn load(state: &AppState, kind: ConfigKind, id: &str) -> ApiResult<ConfigI
         .ok_or_else(|| ApiError::not_found(format!("{} {id} not found", what(kind))))
 }
 
-async fn save(state: &AppState, write: ConfigItemWrite, create: bool) -> ApiResult<ConfigItem> {
+pub(crate) async fn save(
+    state: &AppState,
+    write: ConfigItemWrite,
+    create: bool,
+) -> ApiResult<ConfigItem> {
     let (kind, name) = (write.kind, write.name.clone());
     let out = if create {
         state.store.create_config_item(write).await
@@ -337,7 +342,7 @@ pub fn ai_view(item: &ConfigItem) -> ApiResult<AiConfigView> {
     })
 }
 
-fn write_item(
+pub(crate) fn write_item(
     kind: ConfigKind,
     id: ConfigId,
     name: String,
