@@ -92,7 +92,7 @@ async fn secrets_are_masked_sealed_and_revealed_only_to_admins(backend: Backend)
 
     // Only admins see the token, in clear.
     let user = app
-        .user("ops@example.com", Role::User, &Permission::ALL.to_vec())
+        .user("ops@example.com", Role::User, Permission::ALL)
         .await;
     app.get(&format!("/api/platform-configs/{id}/token"), &user.bearer())
         .await
