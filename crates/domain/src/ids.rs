@@ -57,6 +57,12 @@ macro_rules! uuid_id {
 }
 
 uuid_id!(
+    /// Identifies a project (a GitLab project or GitHub repository known to
+    /// the server).
+    ProjectId, "project id"
+);
+
+uuid_id!(
     /// Identifies a configuration item (an AI config, a review template,
     /// a review rule).
     ConfigId, "config id"

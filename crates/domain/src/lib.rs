@@ -15,11 +15,11 @@ mod time;
 mod values;
 
 pub use auth::{API_KEY_PREFIX, ApiKeyDigest, ApiKeySecret, Permission, Role};
-pub use ids::{ApiKeyId, ConfigId, ReviewId, RunnerId, TaskId, UserId};
+pub use ids::{ApiKeyId, ConfigId, ProjectId, ReviewId, RunnerId, TaskId, UserId};
 pub use secret::SecretString;
 pub use state::{
     ConfigKind, LlmProvider, Phase, PlatformAuthType, PlatformType, ReviewStatus, RunnerStatus,
-    TaskOutcome, TaskState,
+    TaskOutcome, TaskState, WebhookStatus,
 };
 pub use time::Timestamp;
 pub use values::{Attempt, CommitSha, Email, RepoUrl, Tag, TagSet};

@@ -208,6 +208,8 @@ string_enum!(
         GitlabPlatform => "platform_gitlab",
         /// A GitHub connection (platform config of type `github`).
         GithubPlatform => "platform_github",
+        /// The global settings (one item).
+        GlobalSettings => "global_settings",
     }
 );
 
@@ -228,5 +230,21 @@ string_enum!(
         Token => "token",
         /// An OAuth application (fields stored for later use).
         Oauth => "oauth",
+    }
+);
+
+string_enum!(
+    /// Whether a project's webhook reaches the server, as last checked.
+    WebhookStatus, "webhook status" {
+        /// A hook pointing at this server exists and is enabled.
+        Active => "active",
+        /// A hook exists but is disabled.
+        Inactive => "inactive",
+        /// The forge reported the hook failing, or the check failed.
+        Error => "error",
+        /// Not checked yet.
+        Unknown => "unknown",
+        /// No hook points at this server.
+        NotConfigured => "not_configured",
     }
 );

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod client;
 pub mod configs;
+pub mod projects;
 pub mod envelope;
 pub mod runner;
 

@@ -171,6 +171,20 @@ pub fn router(state: AppState) -> Router {
             "/api/platform-configs/{id}/token",
             get(routes::platforms::token),
         )
+        .route("/api/projects", get(routes::projects::list))
+        .route("/api/projects/paginated", get(routes::projects::paginated))
+        .route("/api/projects/stats", get(routes::projects::stats))
+        .route(
+            "/api/projects/{id}",
+            get(routes::projects::get_one).patch(routes::projects::update),
+        )
+        .route("/api/projects/{id}/config", get(routes::projects::config))
+        .route(
+            "/api/settings/global",
+            get(routes::projects::get_global)
+                .put(routes::projects::put_global)
+                .patch(routes::projects::put_global),
+        )
         .fallback(not_found);
 
     api.layer(middleware::from_fn_with_state(state.clone(), rate_limit))

@@ -195,6 +195,10 @@ async fn replicas_starting_together_apply_each_migration_once() {
             .expect("read _migrations");
     assert_eq!(
         versions,
-        vec![(1, "init".to_owned()), (2, "config_items".to_owned())]
+        vec![
+            (1, "init".to_owned()),
+            (2, "config_items".to_owned()),
+            (3, "projects".to_owned())
+        ]
     );
 }

@@ -9,20 +9,21 @@
 //! CLI) touching the file.
 
 use ai_review_domain::{
-    ApiKeyDigest, ApiKeyId, Attempt, ConfigId, ConfigKind, Email, ReviewId, ReviewStatus, RunnerId,
-    TaskId, TaskState, Timestamp, UserId,
+    ApiKeyDigest, ApiKeyId, Attempt, ConfigId, ConfigKind, Email, PlatformType, ProjectId,
+    ReviewId, ReviewStatus, RunnerId, TaskId, TaskState, Timestamp, UserId, WebhookStatus,
 };
 use ai_review_store::rows::{
-    ApiKeyRow, AuthRow, ConfigItemRow, LogLineRow, ReviewRow, RunnerRow, TaskAttemptRow,
-    TaskEventRow, TaskRow, UserRow, check_task_ref, convert_all, db_error, permissions_json,
-    tags_json,
+    ApiKeyRow, AuthRow, ConfigItemRow, LogLineRow, ProjectRow, ReviewRow, RunnerRow,
+    TaskAttemptRow, TaskEventRow, TaskRow, UserRow, check_task_ref, convert_all, db_error,
+    like_pattern, permissions_json, tags_json,
 };
 use ai_review_store::{
     ApiKey, Claim, ConfigItem, ConfigItemWrite, Heartbeat, HeartbeatOutcome, LogAppend,
-    LogAppendOutcome, LogLine, NewApiKey, NewReview, NewUser, PhaseReport, ReapReport, Review,
-    ReviewFilter, Runner, RunnerRegistration, Store, StoreError, StoreResult, SubmitOutcome, Task,
-    TaskAttempt, TaskEvent, TaskRef, TaskResult, User, api_key_columns, authenticate_query,
-    config_item_columns, policy, review_columns, runner_columns, task_columns, user_columns,
+    LogAppendOutcome, LogLine, NewApiKey, NewReview, NewUser, PhaseReport, Project, ProjectFilter,
+    ProjectStats, ProjectUpsert, ReapReport, Review, ReviewFilter, Runner, RunnerRegistration,
+    Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef,
+    TaskResult, User, api_key_columns, authenticate_query, config_item_columns, policy,
+    project_columns, review_columns, runner_columns, task_columns, user_columns,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -1056,6 +1057,158 @@ impl Store for SqliteStore {
             });
         }
         Ok(())
+    }
+
+    async fn upsert_project(&self, p: ProjectUpsert) -> StoreResult<(Project, bool)> {
+        let row: ProjectRow = sqlx::query_as(concat!(
+            "INSERT INTO projects (id, platform_config_id, platform_type, external_id, path, name, \
+             web_url, clone_url, default_branch, enabled, settings, webhook_status, created_at, \
+             updated_at, synced_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, '{}', 'unknown', ?11, ?11, ?11) \
+             ON CONFLICT (platform_config_id, external_id) DO UPDATE SET platform_type = excluded.platform_type, \
+             path = excluded.path, name = excluded.name, web_url = excluded.web_url, \
+             clone_url = excluded.clone_url, default_branch = excluded.default_branch, \
+             updated_at = excluded.updated_at, synced_at = excluded.synced_at RETURNING ",
+            project_columns!()
+        ))
+        .bind(p.id.as_str())
+        .bind(p.platform_config_id.as_str())
+        .bind(p.platform_type.as_str())
+        .bind(&p.external_id)
+        .bind(&p.path)
+        .bind(&p.name)
+        .bind(&p.web_url)
+        .bind(&p.clone_url)
+        .bind(p.default_branch.as_deref())
+        .bind(p.enabled_if_new)
+        .bind(p.now.as_millis())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(db_error)?;
+        let created = row.id == p.id.as_str();
+        Ok((Project::try_from(row)?, created))
+    }
+
+    async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
+        let row: Option<ProjectRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            project_columns!(),
+            " FROM projects WHERE id = ?1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error)?;
+        row.map(Project::try_from).transpose()
+    }
+
+    async fn project_by_external_id(
+        &self,
+        platform_config_id: &ConfigId,
+        external_id: &str,
+    ) -> StoreResult<Option<Project>> {
+        let row: Option<ProjectRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            project_columns!(),
+            " FROM projects WHERE platform_config_id = ?1 AND external_id = ?2"
+        ))
+        .bind(platform_config_id.as_str())
+        .bind(external_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error)?;
+        row.map(Project::try_from).transpose()
+    }
+
+    async fn list_projects(&self, f: &ProjectFilter) -> StoreResult<(Vec<Project>, u64)> {
+        let search = f.search.as_deref().map(like_pattern);
+        let platform = f.platform_type.map(PlatformType::as_str);
+        let config = f.platform_config_id.as_ref().map(ConfigId::as_str);
+        let hook = f.webhook_status.map(WebhookStatus::as_str);
+        let rows: Vec<ProjectRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            project_columns!(),
+            " FROM projects WHERE (?1 IS NULL OR lower(path) LIKE ?1 ESCAPE '\\' OR lower(name) LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR platform_type = ?2) AND (?3 IS NULL OR platform_config_id = ?3) AND (?4 IS NULL OR enabled = ?4) AND (?5 IS NULL OR webhook_status = ?5) ORDER BY path, id LIMIT ?6 OFFSET ?7"
+        ))
+        .bind(search.as_deref())
+        .bind(platform)
+        .bind(config)
+        .bind(f.enabled)
+        .bind(hook)
+        .bind(i64::from(f.limit))
+        .bind(i64::try_from(f.offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error)?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projects WHERE (?1 IS NULL OR lower(path) LIKE ?1 ESCAPE '\\' OR lower(name) LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR platform_type = ?2) AND (?3 IS NULL OR platform_config_id = ?3) AND (?4 IS NULL OR enabled = ?4) AND (?5 IS NULL OR webhook_status = ?5)")
+            .bind(search.as_deref())
+            .bind(platform)
+            .bind(config)
+            .bind(f.enabled)
+            .bind(hook)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_error)?;
+        Ok((convert_all(rows)?, total.unsigned_abs()))
+    }
+
+    async fn update_project(
+        &self,
+        id: &ProjectId,
+        enabled: bool,
+        settings: serde_json::Value,
+        now: Timestamp,
+    ) -> StoreResult<Project> {
+        let row: Option<ProjectRow> = sqlx::query_as(concat!(
+            "UPDATE projects SET enabled = ?2, settings = ?3, updated_at = ?4 WHERE id = ?1 RETURNING ",
+            project_columns!()
+        ))
+        .bind(id.as_str())
+        .bind(enabled)
+        .bind(settings.to_string())
+        .bind(now.as_millis())
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db_error)?;
+        let row = row.ok_or_else(|| StoreError::NotFound {
+            entity: "project",
+            id: id.to_string(),
+        })?;
+        Project::try_from(row)
+    }
+
+    async fn set_webhook_status(
+        &self,
+        id: &ProjectId,
+        status: WebhookStatus,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let done =
+            sqlx::query("UPDATE projects SET webhook_status = ?2, updated_at = ?3 WHERE id = ?1")
+                .bind(id.as_str())
+                .bind(status.as_str())
+                .bind(now.as_millis())
+                .execute(&self.writer)
+                .await
+                .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: "project",
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn project_stats(&self) -> StoreResult<ProjectStats> {
+        let rows: Vec<(String, String, bool, i64)> = sqlx::query_as(
+            "SELECT platform_type, webhook_status, enabled, COUNT(*) FROM projects \
+             GROUP BY platform_type, webhook_status, enabled",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error)?;
+        policy::project_stats(rows)
     }
 }
 

@@ -12,6 +12,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "config_items",
         include_str!("../migrations/0002_config_items.sql"),
     ),
+    (
+        3,
+        "projects",
+        include_str!("../migrations/0003_projects.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> StoreResult<()> {

@@ -29,6 +29,7 @@ macro_rules! conformance_suite {
             cancellation_of_pending_and_finished_tasks,
             unclaimed_tasks_expire,
             config_items_crud_names_and_one_default,
+            projects_upsert_keep_settings_filter_and_count,
             logs_are_capped_per_task,
             silent_runners_are_marked_offline,
             reviews_list_with_filters_and_counts,
@@ -1157,4 +1158,206 @@ pub async fn config_items_crud_names_and_one_default(store: DynStore) {
             .expect("get b")
             .is_some()
     );
+}
+
+/// Projects: a sync inserts then refreshes (same id; `enabled` and settings
+/// kept), settings updates, every list filter with totals and escaping of
+/// `LIKE` wildcards, webhook status, stats.
+pub async fn projects_upsert_keep_settings_filter_and_count(store: DynStore) {
+    let gitlab = ConfigId::generate();
+    let github = ConfigId::generate();
+    let now = Timestamp::from_millis(10_000);
+    let up = |cfg: &ConfigId, t: PlatformType, ext: &str, path: &str, at: i64| ProjectUpsert {
+        id: ProjectId::generate(),
+        platform_config_id: cfg.clone(),
+        platform_type: t,
+        external_id: ext.into(),
+        path: path.into(),
+        name: path.rsplit('/').next().unwrap_or(path).into(),
+        web_url: format!("https://forge.example/{path}"),
+        clone_url: format!("https://forge.example/{path}.git"),
+        default_branch: Some("main".into()),
+        enabled_if_new: true,
+        now: Timestamp::from_millis(at),
+    };
+    let (a, created) = store
+        .upsert_project(up(
+            &gitlab,
+            PlatformType::Gitlab,
+            "1",
+            "group/api_server",
+            10_000,
+        ))
+        .await
+        .expect("insert");
+    assert!(created);
+    assert_eq!(
+        (a.enabled, a.webhook_status, a.settings.clone()),
+        (true, WebhookStatus::Unknown, serde_json::json!({}))
+    );
+    let a = store
+        .update_project(&a.id, false, serde_json::json!({"autoReview": false}), now)
+        .await
+        .expect("settings");
+    let (again, created) = store
+        .upsert_project(up(
+            &gitlab,
+            PlatformType::Gitlab,
+            "1",
+            "group/api-server-renamed",
+            20_000,
+        ))
+        .await
+        .expect("refresh");
+    assert!(!created);
+    assert_eq!(again.id, a.id);
+    assert_eq!(again.path, "group/api-server-renamed");
+    assert_eq!(
+        (
+            again.enabled,
+            again.settings["autoReview"].as_bool(),
+            again.synced_at
+        ),
+        (false, Some(false), Timestamp::from_millis(20_000))
+    );
+    assert_eq!(again.created_at, Timestamp::from_millis(10_000));
+    // The same external id under another config is another project.
+    let (b, created) = store
+        .upsert_project(up(
+            &github,
+            PlatformType::Github,
+            "1",
+            "owner/apixserver",
+            10_000,
+        ))
+        .await
+        .expect("github");
+    assert!(created && b.id != a.id);
+    store
+        .upsert_project(up(&github, PlatformType::Github, "2", "owner/web", 10_000))
+        .await
+        .expect("github 2");
+    store
+        .set_webhook_status(&b.id, WebhookStatus::Active, now)
+        .await
+        .expect("hook");
+
+    let list = |f: ProjectFilter| {
+        let store = store.clone();
+        async move {
+            let (items, total) = store.list_projects(&f).await.expect("list");
+            (items.into_iter().map(|p| p.path).collect::<Vec<_>>(), total)
+        }
+    };
+    let all = ProjectFilter {
+        limit: 50,
+        ..ProjectFilter::default()
+    };
+    assert_eq!(
+        list(all.clone()).await,
+        (
+            vec![
+                "group/api-server-renamed".to_owned(),
+                "owner/apixserver".to_owned(),
+                "owner/web".to_owned()
+            ],
+            3
+        )
+    );
+    // `_` is a literal, not a LIKE wildcard; search is case-insensitive.
+    let (found, _) = list(ProjectFilter {
+        search: Some("API_".into()),
+        ..all.clone()
+    })
+    .await;
+    assert!(found.is_empty(), "{found:?}");
+    let (found, n) = list(ProjectFilter {
+        search: Some("API".into()),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(n, 2, "{found:?}");
+    assert_eq!(
+        list(ProjectFilter {
+            platform_type: Some(PlatformType::Github),
+            ..all.clone()
+        })
+        .await
+        .1,
+        2
+    );
+    assert_eq!(
+        list(ProjectFilter {
+            platform_config_id: Some(gitlab.clone()),
+            ..all.clone()
+        })
+        .await
+        .1,
+        1
+    );
+    assert_eq!(
+        list(ProjectFilter {
+            enabled: Some(false),
+            ..all.clone()
+        })
+        .await
+        .0,
+        ["group/api-server-renamed"]
+    );
+    assert_eq!(
+        list(ProjectFilter {
+            webhook_status: Some(WebhookStatus::Active),
+            ..all.clone()
+        })
+        .await
+        .0,
+        ["owner/apixserver"]
+    );
+    let page = list(ProjectFilter {
+        limit: 1,
+        offset: 1,
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(page, (vec!["owner/apixserver".to_owned()], 3));
+
+    assert_eq!(
+        store
+            .project_by_external_id(&github, "2")
+            .await
+            .expect("by external")
+            .map(|p| p.path),
+        Some("owner/web".to_owned())
+    );
+    assert!(
+        store
+            .project_by_external_id(&gitlab, "2")
+            .await
+            .expect("by external")
+            .is_none()
+    );
+    let stats = store.project_stats().await.expect("stats");
+    assert_eq!((stats.total, stats.enabled), (3, 2));
+    assert_eq!(
+        stats.by_platform,
+        [(PlatformType::Github, 2), (PlatformType::Gitlab, 1)]
+    );
+    assert!(
+        stats
+            .by_webhook_status
+            .contains(&(WebhookStatus::Active, 1))
+    );
+    let missing = ProjectId::generate();
+    assert!(matches!(
+        store
+            .update_project(&missing, true, serde_json::json!({}), now)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .set_webhook_status(&missing, WebhookStatus::Error, now)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
 }

@@ -45,8 +45,8 @@ pub use error::StoreError;
 pub use model::*;
 
 use ai_review_domain::{
-    ApiKeyDigest, ApiKeyId, ConfigId, ConfigKind, Email, ReviewId, RunnerId, TaskId, TaskState,
-    Timestamp, UserId,
+    ApiKeyDigest, ApiKeyId, ConfigId, ConfigKind, Email, ProjectId, ReviewId, RunnerId, TaskId,
+    TaskState, Timestamp, UserId, WebhookStatus,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -226,4 +226,45 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes an item. [`StoreError::NotFound`] if it does not exist.
     async fn delete_config_item(&self, kind: ConfigKind, id: &ConfigId) -> StoreResult<()>;
+
+    // ----- projects ---------------------------------------------------------
+
+    /// Inserts a project seen by a sync, or refreshes the forge fields of the
+    /// one with the same `(platform_config_id, external_id)` (keeping its id,
+    /// `enabled` and settings). Returns it and whether it was new.
+    async fn upsert_project(&self, p: ProjectUpsert) -> StoreResult<(Project, bool)>;
+
+    /// One project.
+    async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>>;
+
+    /// The project with this forge id under this platform config.
+    async fn project_by_external_id(
+        &self,
+        platform_config_id: &ConfigId,
+        external_id: &str,
+    ) -> StoreResult<Option<Project>>;
+
+    /// Projects matching a filter, by path, with the total count.
+    async fn list_projects(&self, filter: &ProjectFilter) -> StoreResult<(Vec<Project>, u64)>;
+
+    /// Replaces a project's `enabled` flag and settings.
+    /// [`StoreError::NotFound`] if it does not exist.
+    async fn update_project(
+        &self,
+        id: &ProjectId,
+        enabled: bool,
+        settings: serde_json::Value,
+        now: Timestamp,
+    ) -> StoreResult<Project>;
+
+    /// Records the result of a webhook check.
+    async fn set_webhook_status(
+        &self,
+        id: &ProjectId,
+        status: WebhookStatus,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// Counts over all projects.
+    async fn project_stats(&self) -> StoreResult<ProjectStats>;
 }

@@ -3,8 +3,8 @@
 
 use ai_review_domain::{
     ApiKeyDigest, ApiKeyId, Attempt, CommitSha, ConfigId, ConfigKind, Email, Permission, Phase,
-    RepoUrl, ReviewId, ReviewStatus, Role, RunnerId, RunnerStatus, TagSet, TaskId, TaskOutcome,
-    TaskState, Timestamp, UserId,
+    PlatformType, ProjectId, RepoUrl, ReviewId, ReviewStatus, Role, RunnerId, RunnerStatus, TagSet,
+    TaskId, TaskOutcome, TaskState, Timestamp, UserId, WebhookStatus,
 };
 use sha2::{Digest, Sha256};
 
@@ -486,4 +486,100 @@ pub struct ConfigItemWrite {
     pub body: serde_json::Value,
     /// Now.
     pub now: Timestamp,
+}
+
+/// A project (GitLab project, GitHub repository) known to the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    /// Id.
+    pub id: ProjectId,
+    /// The platform config it was synced through.
+    pub platform_config_id: ConfigId,
+    /// `gitlab` or `github`.
+    pub platform_type: PlatformType,
+    /// The forge's id (GitLab project id, GitHub repository id).
+    pub external_id: String,
+    /// `group/name` or `owner/name`.
+    pub path: String,
+    /// Display name.
+    pub name: String,
+    /// Web page.
+    pub web_url: String,
+    /// HTTP(S) clone URL.
+    pub clone_url: String,
+    /// Default branch.
+    pub default_branch: Option<String>,
+    /// Reviews run only for enabled projects.
+    pub enabled: bool,
+    /// Per-project overrides (JSON owned by the server; `null` fields
+    /// inherit the global settings).
+    pub settings: serde_json::Value,
+    /// Last known webhook state.
+    pub webhook_status: WebhookStatus,
+    /// First sync.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Last sync that saw it.
+    pub synced_at: Timestamp,
+}
+
+/// A project as seen by a sync: inserted, or its forge fields refreshed
+/// (its settings and `enabled` are kept).
+#[derive(Debug, Clone)]
+pub struct ProjectUpsert {
+    /// Id used if the project is new.
+    pub id: ProjectId,
+    /// Platform config.
+    pub platform_config_id: ConfigId,
+    /// Platform type.
+    pub platform_type: PlatformType,
+    /// Forge id.
+    pub external_id: String,
+    /// Path.
+    pub path: String,
+    /// Name.
+    pub name: String,
+    /// Web page.
+    pub web_url: String,
+    /// Clone URL.
+    pub clone_url: String,
+    /// Default branch.
+    pub default_branch: Option<String>,
+    /// `enabled` of a new project.
+    pub enabled_if_new: bool,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// Filters of the project list.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectFilter {
+    /// Case-insensitive substring of the path or name.
+    pub search: Option<String>,
+    /// Platform type.
+    pub platform_type: Option<PlatformType>,
+    /// Platform config.
+    pub platform_config_id: Option<ConfigId>,
+    /// Enabled or not.
+    pub enabled: Option<bool>,
+    /// Webhook state.
+    pub webhook_status: Option<WebhookStatus>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u64,
+}
+
+/// Counts over all projects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectStats {
+    /// All projects.
+    pub total: u64,
+    /// Enabled ones.
+    pub enabled: u64,
+    /// Per platform type.
+    pub by_platform: Vec<(PlatformType, u64)>,
+    /// Per webhook status.
+    pub by_webhook_status: Vec<(WebhookStatus, u64)>,
 }

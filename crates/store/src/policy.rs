@@ -200,3 +200,34 @@ pub fn plan_log_append(current_bytes: i64, logs: &crate::LogAppend) -> LogPlan {
         },
     }
 }
+
+/// Folds `(platform_type, webhook_status, enabled, count)` groups into
+/// [`crate::ProjectStats`].
+pub fn project_stats(
+    rows: Vec<(String, String, bool, i64)>,
+) -> Result<crate::ProjectStats, crate::StoreError> {
+    use ai_review_domain::{PlatformType, WebhookStatus};
+    let corrupt = |e: ai_review_domain::ParseError| crate::StoreError::Corrupt(e.to_string());
+    let mut stats = crate::ProjectStats::default();
+    let mut by_platform: std::collections::BTreeMap<&'static str, (PlatformType, u64)> =
+        Default::default();
+    let mut by_hook: std::collections::BTreeMap<&'static str, (WebhookStatus, u64)> =
+        Default::default();
+    for (platform, hook, enabled, n) in rows {
+        let n = n.unsigned_abs();
+        let platform = PlatformType::parse(&platform).map_err(corrupt)?;
+        let hook = WebhookStatus::parse(&hook).map_err(corrupt)?;
+        stats.total += n;
+        if enabled {
+            stats.enabled += n;
+        }
+        by_platform
+            .entry(platform.as_str())
+            .or_insert((platform, 0))
+            .1 += n;
+        by_hook.entry(hook.as_str()).or_insert((hook, 0)).1 += n;
+    }
+    stats.by_platform = by_platform.into_values().collect();
+    stats.by_webhook_status = by_hook.into_values().collect();
+    Ok(stats)
+}

@@ -480,3 +480,77 @@ impl TryFrom<ConfigItemRow> for crate::ConfigItem {
         })
     }
 }
+
+/// Columns of `projects`, in [`ProjectRow`] order.
+#[macro_export]
+macro_rules! project_columns {
+    () => {
+        "id, platform_config_id, platform_type, external_id, path, name, web_url, clone_url, \
+         default_branch, enabled, settings, webhook_status, created_at, updated_at, synced_at"
+    };
+}
+
+/// `projects` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct ProjectRow {
+    pub id: String,
+    pub platform_config_id: String,
+    pub platform_type: String,
+    pub external_id: String,
+    pub path: String,
+    pub name: String,
+    pub web_url: String,
+    pub clone_url: String,
+    pub default_branch: Option<String>,
+    pub enabled: bool,
+    pub settings: String,
+    pub webhook_status: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub synced_at: i64,
+}
+
+impl TryFrom<ProjectRow> for crate::Project {
+    type Error = StoreError;
+    fn try_from(r: ProjectRow) -> Result<Self, StoreError> {
+        Ok(crate::Project {
+            id: ai_review_domain::ProjectId::parse(&r.id).map_err(|e| corrupt("project id", e))?,
+            platform_config_id: ai_review_domain::ConfigId::parse(&r.platform_config_id)
+                .map_err(|e| corrupt("platform config id", e))?,
+            platform_type: r
+                .platform_type
+                .parse()
+                .map_err(|e| corrupt("platform type", e))?,
+            external_id: r.external_id,
+            path: r.path,
+            name: r.name,
+            web_url: r.web_url,
+            clone_url: r.clone_url,
+            default_branch: r.default_branch,
+            enabled: r.enabled,
+            settings: serde_json::from_str(&r.settings).map_err(|e| corrupt("settings", e))?,
+            webhook_status: r
+                .webhook_status
+                .parse()
+                .map_err(|e| corrupt("webhook status", e))?,
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+            synced_at: ts(r.synced_at),
+        })
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern and wraps it
+/// in `%…%`, lower-cased.
+pub fn like_pattern(search: &str) -> String {
+    let mut out = String::from("%");
+    for c in search.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}

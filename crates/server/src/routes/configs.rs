@@ -91,6 +91,7 @@ pub(crate) fn what(kind: ConfigKind) -> &'static str {
         ConfigKind::ReviewTemplate => "review template",
         ConfigKind::ReviewRule => "review rule",
         ConfigKind::GitlabPlatform | ConfigKind::GithubPlatform => "platform config",
+        ConfigKind::GlobalSettings => "global settings",
     }
 }
 

@@ -5,6 +5,7 @@ pub mod configs;
 pub mod health;
 pub mod keys;
 pub mod platforms;
+pub mod projects;
 pub mod results;
 pub mod reviews;
 pub mod runners;
