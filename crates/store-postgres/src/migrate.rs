@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "projects",
         include_str!("../migrations/0003_projects.sql"),
     ),
+    (
+        4,
+        "webhook_events",
+        include_str!("../migrations/0004_webhook_events.sql"),
+    ),
 ];
 
 async fn lock(c: &mut PgConnection) -> StoreResult<()> {

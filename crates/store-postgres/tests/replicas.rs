@@ -198,7 +198,8 @@ async fn replicas_starting_together_apply_each_migration_once() {
         vec![
             (1, "init".to_owned()),
             (2, "config_items".to_owned()),
-            (3, "projects".to_owned())
+            (3, "projects".to_owned()),
+            (4, "webhook_events".to_owned())
         ]
     );
 }

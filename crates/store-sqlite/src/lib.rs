@@ -14,16 +14,17 @@ use ai_review_domain::{
 };
 use ai_review_store::rows::{
     ApiKeyRow, AuthRow, ConfigItemRow, LogLineRow, ProjectRow, ReviewRow, RunnerRow,
-    TaskAttemptRow, TaskEventRow, TaskRow, UserRow, check_task_ref, convert_all, db_error,
-    like_pattern, permissions_json, tags_json,
+    TaskAttemptRow, TaskEventRow, TaskRow, UserRow, WebhookEventRow, check_task_ref, convert_all,
+    db_error, like_pattern, permissions_json, tags_json,
 };
 use ai_review_store::{
     ApiKey, Claim, ConfigItem, ConfigItemWrite, Heartbeat, HeartbeatOutcome, LogAppend,
     LogAppendOutcome, LogLine, NewApiKey, NewReview, NewUser, PhaseReport, Project, ProjectFilter,
     ProjectStats, ProjectUpsert, ReapReport, Review, ReviewFilter, Runner, RunnerRegistration,
     Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef,
-    TaskResult, User, api_key_columns, authenticate_query, config_item_columns, policy,
-    project_columns, review_columns, runner_columns, task_columns, user_columns,
+    TaskResult, User, WebhookEvent, WebhookEventFilter, api_key_columns, authenticate_query,
+    config_item_columns, policy, project_columns, review_columns, runner_columns, task_columns,
+    user_columns, webhook_event_columns,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -1209,6 +1210,85 @@ impl Store for SqliteStore {
         .await
         .map_err(db_error)?;
         policy::project_stats(rows)
+    }
+
+    async fn record_webhook_event(&self, e: WebhookEvent) -> StoreResult<Option<WebhookEvent>> {
+        let row: Option<WebhookEventRow> = sqlx::query_as(concat!(
+            "INSERT INTO webhook_events (id, platform, delivery_id, event, platform_config_id, \
+             project_external_id, change_number, outcome, reason, review_id, received_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11) \
+             ON CONFLICT (platform, delivery_id) DO NOTHING RETURNING ",
+            webhook_event_columns!()
+        ))
+        .bind(&e.id)
+        .bind(e.platform.as_str())
+        .bind(e.delivery_id.as_deref())
+        .bind(&e.event)
+        .bind(e.platform_config_id.as_ref().map(ConfigId::as_str))
+        .bind(e.project_external_id.as_deref())
+        .bind(e.change_number.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+        .bind(&e.outcome)
+        .bind(e.reason.as_deref())
+        .bind(e.review_id.as_ref().map(ReviewId::as_str))
+        .bind(e.received_at.as_millis())
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db_error)?;
+        row.map(WebhookEvent::try_from).transpose()
+    }
+
+    async fn finish_webhook_event(
+        &self,
+        id: &str,
+        outcome: &str,
+        reason: Option<&str>,
+        review_id: Option<&ReviewId>,
+        now: Timestamp,
+    ) -> StoreResult<WebhookEvent> {
+        let row: Option<WebhookEventRow> = sqlx::query_as(concat!(
+            "UPDATE webhook_events SET outcome = ?2, reason = ?3, review_id = ?4, updated_at = ?5 \
+             WHERE id = ?1 RETURNING ",
+            webhook_event_columns!()
+        ))
+        .bind(id)
+        .bind(outcome)
+        .bind(reason)
+        .bind(review_id.map(ReviewId::as_str))
+        .bind(now.as_millis())
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db_error)?;
+        let row = row.ok_or_else(|| StoreError::NotFound {
+            entity: "webhook event",
+            id: id.to_owned(),
+        })?;
+        WebhookEvent::try_from(row)
+    }
+
+    async fn list_webhook_events(
+        &self,
+        f: &WebhookEventFilter,
+    ) -> StoreResult<(Vec<WebhookEvent>, u64)> {
+        let platform = f.platform.map(PlatformType::as_str);
+        let rows: Vec<WebhookEventRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            webhook_event_columns!(),
+            " FROM webhook_events WHERE (?1 IS NULL OR platform = ?1) AND (?2 IS NULL OR outcome = ?2) ORDER BY received_at DESC, id DESC LIMIT ?3 OFFSET ?4"
+        ))
+        .bind(platform)
+        .bind(f.outcome.as_deref())
+        .bind(i64::from(f.limit))
+        .bind(i64::try_from(f.offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error)?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE (?1 IS NULL OR platform = ?1) AND (?2 IS NULL OR outcome = ?2)")
+            .bind(platform)
+            .bind(f.outcome.as_deref())
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_error)?;
+        Ok((convert_all(rows)?, total.unsigned_abs()))
     }
 }
 

@@ -30,6 +30,7 @@ macro_rules! conformance_suite {
             unclaimed_tasks_expire,
             config_items_crud_names_and_one_default,
             projects_upsert_keep_settings_filter_and_count,
+            webhook_deliveries_are_recorded_once,
             logs_are_capped_per_task,
             silent_runners_are_marked_offline,
             reviews_list_with_filters_and_counts,
@@ -1360,4 +1361,111 @@ pub async fn projects_upsert_keep_settings_filter_and_count(store: DynStore) {
             .await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+/// Webhook deliveries: a redelivery (same platform and delivery id) is not
+/// recorded again, deliveries without an id never collide, the outcome is
+/// updated, and the list filters and orders newest first.
+pub async fn webhook_deliveries_are_recorded_once(store: DynStore) {
+    let ev = |id: &str, platform: PlatformType, delivery: Option<&str>, at: i64| WebhookEvent {
+        id: id.into(),
+        platform,
+        delivery_id: delivery.map(str::to_owned),
+        event: "merge_request/open".into(),
+        platform_config_id: Some(ConfigId::generate()),
+        project_external_id: Some("42".into()),
+        change_number: Some(7),
+        outcome: "received".into(),
+        reason: None,
+        review_id: None,
+        received_at: Timestamp::from_millis(at),
+        updated_at: Timestamp::from_millis(at),
+    };
+    let first = store
+        .record_webhook_event(ev("e1", PlatformType::Gitlab, Some("d-1"), 1_000))
+        .await
+        .expect("record")
+        .expect("new");
+    assert_eq!(first.change_number, Some(7));
+    assert!(
+        store
+            .record_webhook_event(ev("e2", PlatformType::Gitlab, Some("d-1"), 2_000))
+            .await
+            .expect("redelivery")
+            .is_none(),
+        "a redelivery must not be recorded again"
+    );
+    // The same id on another platform is another delivery.
+    assert!(
+        store
+            .record_webhook_event(ev("e3", PlatformType::Github, Some("d-1"), 3_000))
+            .await
+            .expect("other platform")
+            .is_some()
+    );
+    for (id, at) in [("e4", 4_000), ("e5", 5_000)] {
+        assert!(
+            store
+                .record_webhook_event(ev(id, PlatformType::Gitlab, None, at))
+                .await
+                .expect("no delivery id")
+                .is_some()
+        );
+    }
+    let review = ReviewId::generate();
+    let done = store
+        .finish_webhook_event(
+            "e1",
+            "queued",
+            None,
+            Some(&review),
+            Timestamp::from_millis(6_000),
+        )
+        .await
+        .expect("finish");
+    assert_eq!(
+        (done.outcome.as_str(), done.review_id, done.updated_at),
+        ("queued", Some(review), Timestamp::from_millis(6_000))
+    );
+    store
+        .finish_webhook_event(
+            "e4",
+            "refused",
+            Some("project disabled"),
+            None,
+            Timestamp::from_millis(6_000),
+        )
+        .await
+        .expect("finish");
+    assert!(matches!(
+        store
+            .finish_webhook_event("nope", "queued", None, None, Timestamp::from_millis(1))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let (all, total) = store
+        .list_webhook_events(&WebhookEventFilter {
+            limit: 10,
+            ..WebhookEventFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(total, 4);
+    assert_eq!(
+        all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["e5", "e4", "e3", "e1"]
+    );
+    let (refused, n) = store
+        .list_webhook_events(&WebhookEventFilter {
+            platform: Some(PlatformType::Gitlab),
+            outcome: Some("refused".into()),
+            limit: 10,
+            offset: 0,
+        })
+        .await
+        .expect("filtered");
+    assert_eq!(
+        (n, refused[0].reason.as_deref()),
+        (1, Some("project disabled"))
+    );
 }

@@ -267,4 +267,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts over all projects.
     async fn project_stats(&self) -> StoreResult<ProjectStats>;
+
+    // ----- webhook events -----------------------------------------------------
+
+    /// Records an arriving delivery. `None` when a delivery with the same
+    /// `(platform, delivery_id)` was already recorded (a redelivery: the
+    /// caller must do nothing).
+    async fn record_webhook_event(&self, event: WebhookEvent) -> StoreResult<Option<WebhookEvent>>;
+
+    /// Sets what became of a delivery.
+    async fn finish_webhook_event(
+        &self,
+        id: &str,
+        outcome: &str,
+        reason: Option<&str>,
+        review_id: Option<&ReviewId>,
+        now: Timestamp,
+    ) -> StoreResult<WebhookEvent>;
+
+    /// Deliveries, newest first, with the total count.
+    async fn list_webhook_events(
+        &self,
+        filter: &WebhookEventFilter,
+    ) -> StoreResult<(Vec<WebhookEvent>, u64)>;
 }

@@ -583,3 +583,47 @@ pub struct ProjectStats {
     /// Per webhook status.
     pub by_webhook_status: Vec<(WebhookStatus, u64)>,
 }
+
+/// A webhook delivery and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEvent {
+    /// Id.
+    pub id: String,
+    /// `gitlab` or `github`.
+    pub platform: PlatformType,
+    /// The forge's delivery id (`X-GitHub-Delivery`, GitLab's
+    /// `Idempotency-Key` or `X-Gitlab-Event-UUID`).
+    pub delivery_id: Option<String>,
+    /// What arrived, e.g. `merge_request/update`, `pull_request/opened`,
+    /// `note`, `issue_comment/created`.
+    pub event: String,
+    /// The platform config whose secret matched.
+    pub platform_config_id: Option<ConfigId>,
+    /// The forge's project or repository id.
+    pub project_external_id: Option<String>,
+    /// Merge request iid or pull request number.
+    pub change_number: Option<u64>,
+    /// `received`, `queued`, `ignored`, `refused` or `failed`.
+    pub outcome: String,
+    /// Why it was ignored, refused or failed.
+    pub reason: Option<String>,
+    /// The review it queued.
+    pub review_id: Option<ReviewId>,
+    /// Arrival.
+    pub received_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// Filters of the webhook event list.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookEventFilter {
+    /// Platform.
+    pub platform: Option<PlatformType>,
+    /// Outcome.
+    pub outcome: Option<String>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u64,
+}

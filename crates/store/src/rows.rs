@@ -554,3 +554,58 @@ pub fn like_pattern(search: &str) -> String {
     out.push('%');
     out
 }
+
+/// Columns of `webhook_events`, in [`WebhookEventRow`] order.
+#[macro_export]
+macro_rules! webhook_event_columns {
+    () => {
+        "id, platform, delivery_id, event, platform_config_id, project_external_id, \
+         change_number, outcome, reason, review_id, received_at, updated_at"
+    };
+}
+
+/// `webhook_events` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct WebhookEventRow {
+    pub id: String,
+    pub platform: String,
+    pub delivery_id: Option<String>,
+    pub event: String,
+    pub platform_config_id: Option<String>,
+    pub project_external_id: Option<String>,
+    pub change_number: Option<i64>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub review_id: Option<String>,
+    pub received_at: i64,
+    pub updated_at: i64,
+}
+
+impl TryFrom<WebhookEventRow> for crate::WebhookEvent {
+    type Error = StoreError;
+    fn try_from(r: WebhookEventRow) -> Result<Self, StoreError> {
+        Ok(crate::WebhookEvent {
+            id: r.id,
+            platform: r.platform.parse().map_err(|e| corrupt("platform", e))?,
+            delivery_id: r.delivery_id,
+            event: r.event,
+            platform_config_id: r
+                .platform_config_id
+                .map(|c| ai_review_domain::ConfigId::parse(&c))
+                .transpose()
+                .map_err(|e| corrupt("platform config id", e))?,
+            project_external_id: r.project_external_id,
+            change_number: r.change_number.map(i64::unsigned_abs),
+            outcome: r.outcome,
+            reason: r.reason,
+            review_id: r
+                .review_id
+                .map(|c| ReviewId::parse(&c))
+                .transpose()
+                .map_err(|e| corrupt("review id", e))?,
+            received_at: ts(r.received_at),
+            updated_at: ts(r.updated_at),
+        })
+    }
+}
