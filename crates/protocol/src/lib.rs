@@ -9,8 +9,8 @@
 pub mod api;
 pub mod client;
 pub mod configs;
-pub mod projects;
 pub mod envelope;
+pub mod projects;
 pub mod runner;
 
 pub use envelope::{ApiErrorBody, Envelope, Meta, Pagination};

@@ -172,6 +172,22 @@ pub struct TaskSpec {
     /// Project exclude globs.
     #[serde(default)]
     pub excludes: Vec<String>,
+    /// HTTP basic credentials for the clone only (forge projects). In a
+    /// claim answer the password is in clear; the runner hands it to git as
+    /// a header, masks it in logs and never passes it into the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_credentials: Option<CloneCredentials>,
+}
+
+/// HTTP basic credentials for cloning.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CloneCredentials {
+    /// User name (`oauth2` for GitLab tokens, `x-access-token` for GitHub).
+    pub username: String,
+    /// The token; absent from stored specs (sealed there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretString>,
 }
 
 /// A resolved AI configuration as a runner receives it.

@@ -7,7 +7,7 @@ use crate::engine::*;
 use crate::gateway::{self, Gateway, GatewayConfig, GatewayStartError, RetryPolicy};
 use crate::git::{self, CloneError, CloneRequest};
 use crate::logs::LogBuffer;
-use ai_review_domain::{Attempt, Phase, RunnerStatus, TaskId, TaskOutcome};
+use ai_review_domain::{Attempt, Phase, RunnerStatus, SecretString, TaskId, TaskOutcome};
 use ai_review_executor::gateway::GATEWAY_SOCKET;
 use ai_review_executor::{
     CONTRACT_VERSION, ExecutorTask, ModelSettings, REPO_DIR, ReviewSettings, RuleSettings,
@@ -603,6 +603,17 @@ impl Agent {
         if let Some(key) = t.spec.ai_config.as_ref().and_then(|a| a.api_key.as_ref()) {
             secrets.push(key.expose().to_owned());
         }
+        if let Some(header) = clone_auth_header(&t.spec) {
+            secrets.push(header.expose().to_owned());
+            if let Some(p) = t
+                .spec
+                .clone_credentials
+                .as_ref()
+                .and_then(|c| c.password.as_ref())
+            {
+                secrets.push(p.expose().to_owned());
+            }
+        }
         let log = Arc::new(LogBuffer::new(secrets));
         let flush_done = CancellationToken::new();
         let flusher = tokio::spawn(self.clone().flush_logs(
@@ -812,13 +823,14 @@ impl Agent {
             "runner",
             &format!("cloning {} at {}", t.spec.repo_url, t.spec.head_sha),
         );
+        let auth = clone_auth_header(&t.spec);
         let req = CloneRequest {
             url: t.spec.repo_url.as_str(),
             head_sha: t.spec.head_sha.as_str(),
             base_sha: t.spec.base_sha.as_str(),
             branch: t.spec.branch.as_deref(),
             depth: self.cfg.clone_depth,
-            auth_header: None,
+            auth_header: auth.as_ref().map(SecretString::expose),
         };
         let log_fn = |l: String| log.line("runner", &l);
         match git::clone(
@@ -970,6 +982,19 @@ impl Agent {
 const LOG_BATCH_LINES: usize = 500;
 /// Most bytes of text per log request.
 const LOG_BATCH_BYTES: usize = 1024 * 1024;
+
+/// `Authorization: Basic …` for the clone, from the task's credentials
+/// (the value only: git gets it as an extra header).
+fn clone_auth_header(spec: &TaskSpec) -> Option<SecretString> {
+    use base64::Engine;
+    let c = spec.clone_credentials.as_ref()?;
+    let password = c.password.as_ref()?;
+    let raw = format!("{}:{}", c.username, password.expose());
+    Some(SecretString::new(format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )))
+}
 
 fn batches(
     lines: Vec<ai_review_protocol::runner::LogLineIn>,
@@ -1155,7 +1180,19 @@ mod tests {
                 instructions: "check indexes".into(),
             }],
             excludes: vec!["dist/**".into()],
+            clone_credentials: None,
         };
+        assert!(clone_auth_header(&spec).is_none());
+        let mut with_creds = spec.clone();
+        with_creds.clone_credentials = Some(ai_review_protocol::runner::CloneCredentials {
+            username: "oauth2".into(),
+            password: Some(SecretString::new("tok")),
+        });
+        assert_eq!(
+            clone_auth_header(&with_creds).map(|h| h.expose().to_owned()),
+            // base64("oauth2:tok")
+            Some("Authorization: Basic b2F1dGgyOnRvaw==".to_owned())
+        );
         let r = review_settings(&spec);
         assert_eq!(
             r.template,

@@ -17,6 +17,8 @@ use ai_review_store::StoreError;
 
 /// Field of the stored spec holding the sealed API key.
 pub const SEALED_KEY_FIELD: &str = "aiConfigSealedKey";
+/// Field of the stored spec holding the sealed clone password.
+pub const SEALED_CLONE_FIELD: &str = "cloneSealedPassword";
 
 /// A review's resolved configuration.
 #[derive(Debug, Default)]
@@ -140,11 +142,27 @@ pub async fn resolve(
     })
 }
 
-/// The JSON stored as a task's spec: the spec plus the sealed key.
-pub fn stored_spec(spec: &TaskSpec, sealed_key: Option<&str>) -> ApiResult<serde_json::Value> {
-    let mut v = serde_json::to_value(spec).map_err(|e| ApiError::internal(&e))?;
-    if let (Some(k), Some(obj)) = (sealed_key, v.as_object_mut()) {
-        obj.insert(SEALED_KEY_FIELD.into(), k.into());
+/// The JSON stored as a task's spec: the spec plus the sealed model key,
+/// with the clone password (if any) sealed in place of its clear value.
+pub fn stored_spec(
+    spec: &TaskSpec,
+    sealed_key: Option<&str>,
+    secrets: &SecretBox,
+) -> ApiResult<serde_json::Value> {
+    let mut spec = spec.clone();
+    let clone_sealed = spec
+        .clone_credentials
+        .as_mut()
+        .and_then(|c| c.password.take())
+        .map(|p| secrets.seal(p.expose()));
+    let mut v = serde_json::to_value(&spec).map_err(|e| ApiError::internal(&e))?;
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(k) = sealed_key {
+            obj.insert(SEALED_KEY_FIELD.into(), k.into());
+        }
+        if let Some(c) = clone_sealed {
+            obj.insert(SEALED_CLONE_FIELD.into(), c.into());
+        }
     }
     Ok(v)
 }
@@ -157,6 +175,9 @@ pub fn open_spec(
     let sealed = stored
         .as_object_mut()
         .and_then(|o| o.remove(SEALED_KEY_FIELD));
+    let sealed_clone = stored
+        .as_object_mut()
+        .and_then(|o| o.remove(SEALED_CLONE_FIELD));
     let mut spec: TaskSpec = serde_json::from_value(stored)
         .map_err(|e| StoreError::Corrupt(format!("task spec: {e}")))?;
     if let (Some(sealed), Some(ai)) = (
@@ -170,5 +191,51 @@ pub fn open_spec(
             Err(e) => tracing::error!(error = %e, "cannot open a task's model API key"),
         }
     }
+    if let (Some(sealed), Some(c)) = (
+        sealed_clone.as_ref().and_then(|s| s.as_str()),
+        &mut spec.clone_credentials,
+    ) {
+        match secrets.open(sealed) {
+            Ok(p) => c.password = Some(p),
+            // The clone then fails with the forge's 401, which the task's
+            // failure reason shows.
+            Err(e) => tracing::error!(error = %e, "cannot open a task's clone credentials"),
+        }
+    }
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::SecretKey;
+    use ai_review_domain::{CommitSha, RepoUrl, ReviewId, SecretString};
+    use ai_review_protocol::runner::CloneCredentials;
+
+    #[test]
+    fn clone_passwords_are_sealed_in_the_stored_spec_and_opened_for_the_runner() {
+        let secrets = SecretBox::new(&SecretKey::generate(), &[]);
+        let spec = TaskSpec {
+            review_id: ReviewId::generate(),
+            repo_url: RepoUrl::parse("https://gitlab.example.com/g/p.git").expect("url"),
+            branch: None,
+            base_sha: CommitSha::parse(&"a".repeat(40)).expect("sha"),
+            head_sha: CommitSha::parse(&"b".repeat(40)).expect("sha"),
+            title: None,
+            file_changes: Vec::new(),
+            ai_config: None,
+            template: None,
+            rules: Vec::new(),
+            excludes: Vec::new(),
+            clone_credentials: Some(CloneCredentials {
+                username: "oauth2".into(),
+                password: Some(SecretString::new("glpat-secret-token")),
+            }),
+        };
+        let stored = stored_spec(&spec, None, &secrets).expect("stored");
+        assert!(!stored.to_string().contains("glpat-secret-token"));
+        assert!(stored[SEALED_CLONE_FIELD].is_string());
+        let opened = open_spec(stored, &secrets).expect("open");
+        assert_eq!(opened, spec);
+    }
 }

@@ -75,8 +75,9 @@ pub async fn create(
         template: resolved.template,
         rules: resolved.rules,
         excludes,
+        clone_credentials: None,
     };
-    let spec = crate::resolve::stored_spec(&spec, sealed_key.as_deref())?;
+    let spec = crate::resolve::stored_spec(&spec, sealed_key.as_deref(), &state.settings.secrets)?;
     let (review, task) = state
         .store
         .enqueue_review(NewReview {
