@@ -49,6 +49,8 @@ pub struct AppState {
             std::collections::HashMap<ai_review_domain::RunnerId, ai_review_domain::UserId>,
         >,
     >,
+    /// HTTP client for forge APIs (pooled, 30 s per request).
+    pub forge_http: reqwest::Client,
 }
 
 impl AppState {
@@ -69,6 +71,8 @@ impl AppState {
             shutdown,
             limiter,
             runner_owners: Arc::default(),
+            forge_http: ai_review_forge::http_client(std::time::Duration::from_secs(30))
+                .unwrap_or_default(),
         }
     }
 }
@@ -174,6 +178,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/projects", get(routes::projects::list))
         .route("/api/projects/paginated", get(routes::projects::paginated))
         .route("/api/projects/stats", get(routes::projects::stats))
+        .route("/api/projects/sync/platform", post(routes::sync::sync))
         .route(
             "/api/projects/{id}",
             get(routes::projects::get_one).patch(routes::projects::update),
@@ -185,6 +190,9 @@ pub fn router(state: AppState) -> Router {
                 .put(routes::projects::put_global)
                 .patch(routes::projects::put_global),
         )
+        .route("/api/webhook/gitlab", post(crate::webhooks::gitlab))
+        .route("/api/webhook/github", post(crate::webhooks::github))
+        .route("/api/webhook-events", get(crate::webhooks::events))
         .fallback(not_found);
 
     api.layer(middleware::from_fn_with_state(state.clone(), rate_limit))

@@ -23,6 +23,7 @@ pub mod resolve;
 pub mod routes;
 pub mod secrets;
 pub mod startup;
+pub mod webhooks;
 
 pub use config::ServerConfig;
 pub use startup::{RunningServer, open_store};

@@ -9,4 +9,5 @@ pub mod projects;
 pub mod results;
 pub mod reviews;
 pub mod runners;
+pub mod sync;
 pub mod views;

@@ -8,17 +8,22 @@ use crate::config::millis;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::views;
-use ai_review_domain::{Permission, ReviewId, ReviewStatus, Role, TagSet, TaskId, Timestamp};
+use ai_review_domain::{
+    CommitSha, ConfigId, Permission, RepoUrl, ReviewId, ReviewStatus, Role, TagSet, TaskId,
+    Timestamp, UserId,
+};
 use ai_review_protocol::api::{CreateReviewRequest, LogLineView, ReviewView};
-use ai_review_protocol::runner::TaskSpec;
+use ai_review_protocol::runner::{CloneCredentials, TaskSpec};
 use ai_review_protocol::{Envelope, Pagination};
-use ai_review_store::{NewReview, Review, ReviewFilter};
+use ai_review_store::{NewReview, Review, ReviewFilter, Task};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-fn optional_text(name: &str, v: Option<String>, max: usize) -> ApiResult<Option<String>> {
+/// An optional free-text field: at most `max` printable characters;
+/// blank means absent.
+pub fn optional_text(name: &str, v: Option<String>, max: usize) -> ApiResult<Option<String>> {
     match v {
         Some(s) if s.chars().count() > max || s.chars().any(char::is_control) => Err(
             ApiError::bad_request(format!("{name} must be at most {max} printable characters")),
@@ -27,7 +32,8 @@ fn optional_text(name: &str, v: Option<String>, max: usize) -> ApiResult<Option<
     }
 }
 
-fn check_excludes(globs: Vec<String>) -> ApiResult<Vec<String>> {
+/// Checks exclude globs (at most 200, each valid).
+pub fn check_excludes(globs: Vec<String>) -> ApiResult<Vec<String>> {
     if globs.len() > 200 {
         return Err(ApiError::bad_request("at most 200 exclude globs"));
     }
@@ -42,40 +48,59 @@ fn check_excludes(globs: Vec<String>) -> ApiResult<Vec<String>> {
         .collect()
 }
 
-/// `POST /api/reviews` (needs `review:create`): 202 with the review and its
-/// queued task.
-pub async fn create(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(req): ApiJson<CreateReviewRequest>,
-) -> ApiResult<(StatusCode, Json<Envelope<ReviewView>>)> {
-    caller.require(Permission::ReviewCreate)?;
-    let tags = TagSet::from_items(req.tags.iter().map(String::as_str))?;
-    let branch = optional_text("branch", req.branch, 255)?;
-    let title = optional_text("title", req.title, 500)?;
+/// Everything a new review needs; [`enqueue`] resolves the configuration,
+/// seals the secrets into the spec and queues the task.
+#[derive(Debug)]
+pub struct Enqueue {
+    /// Clone URL.
+    pub repo_url: RepoUrl,
+    /// Base revision.
+    pub base_sha: CommitSha,
+    /// Head revision.
+    pub head_sha: CommitSha,
+    /// Branch.
+    pub branch: Option<String>,
+    /// Title.
+    pub title: Option<String>,
+    /// Runner tags required.
+    pub tags: TagSet,
+    /// AI config (else the default).
+    pub ai_config_id: Option<ConfigId>,
+    /// Template (else the default).
+    pub template_id: Option<ConfigId>,
+    /// Exclude globs (checked by the caller).
+    pub excludes: Vec<String>,
+    /// Clone credentials (forge projects).
+    pub clone_credentials: Option<CloneCredentials>,
+    /// Creator.
+    pub created_by: UserId,
+}
+
+/// Queues a review: resolves the AI config, template and rules, freezes
+/// them into the task spec with every secret sealed, writes the review and
+/// its task, and wakes long-polling runners.
+pub async fn enqueue(state: &AppState, e: Enqueue) -> ApiResult<(Review, Task)> {
     let now = state.clock.now();
     let id = ReviewId::generate();
-    let excludes = check_excludes(req.excludes)?;
     let resolved =
-        crate::resolve::resolve(&state, req.ai_config_id.as_ref(), req.template_id.as_ref())
-            .await?;
+        crate::resolve::resolve(state, e.ai_config_id.as_ref(), e.template_id.as_ref()).await?;
     let (ai_config, sealed_key) = match resolved.ai {
         Some((ai, key)) => (Some(ai), key),
         None => (None, None),
     };
     let spec = TaskSpec {
         review_id: id.clone(),
-        repo_url: req.repo_url.clone(),
-        branch: branch.clone(),
-        base_sha: req.base_sha.clone(),
-        head_sha: req.head_sha.clone(),
-        title: title.clone(),
+        repo_url: e.repo_url.clone(),
+        branch: e.branch.clone(),
+        base_sha: e.base_sha.clone(),
+        head_sha: e.head_sha.clone(),
+        title: e.title.clone(),
         file_changes: Vec::new(),
         ai_config,
         template: resolved.template,
         rules: resolved.rules,
-        excludes,
-        clone_credentials: None,
+        excludes: e.excludes,
+        clone_credentials: e.clone_credentials,
     };
     let spec = crate::resolve::stored_spec(&spec, sealed_key.as_deref(), &state.settings.secrets)?;
     let (review, task) = state
@@ -83,13 +108,13 @@ pub async fn create(
         .enqueue_review(NewReview {
             id,
             task_id: TaskId::generate(),
-            repo_url: req.repo_url,
-            base_sha: req.base_sha,
-            head_sha: req.head_sha,
-            branch,
-            title,
-            created_by: caller.user.id.clone(),
-            required_tags: tags,
+            repo_url: e.repo_url,
+            base_sha: e.base_sha,
+            head_sha: e.head_sha,
+            branch: e.branch,
+            title: e.title,
+            created_by: e.created_by,
+            required_tags: e.tags,
             max_attempts: state.settings.max_attempts,
             expires_at: now.plus_millis(millis(state.settings.unclaimed_expiry)),
             spec,
@@ -98,6 +123,34 @@ pub async fn create(
         .await?;
     state.wake.wake_all();
     tracing::info!(review.id = %review.id, task.id = %task.id, "review queued");
+    Ok((review, task))
+}
+
+/// `POST /api/reviews` (needs `review:create`): 202 with the review and its
+/// queued task.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateReviewRequest>,
+) -> ApiResult<(StatusCode, Json<Envelope<ReviewView>>)> {
+    caller.require(Permission::ReviewCreate)?;
+    let (review, task) = enqueue(
+        &state,
+        Enqueue {
+            tags: TagSet::from_items(req.tags.iter().map(String::as_str))?,
+            branch: optional_text("branch", req.branch, 255)?,
+            title: optional_text("title", req.title, 500)?,
+            excludes: check_excludes(req.excludes)?,
+            repo_url: req.repo_url,
+            base_sha: req.base_sha,
+            head_sha: req.head_sha,
+            ai_config_id: req.ai_config_id,
+            template_id: req.template_id,
+            clone_credentials: None,
+            created_by: caller.user.id.clone(),
+        },
+    )
+    .await?;
     let spec = task.spec.clone();
     let view = views::review(review, &spec, views::task(task, Vec::new(), Vec::new()));
     Ok((StatusCode::ACCEPTED, ok(view)))

@@ -1,0 +1,556 @@
+//! Webhooks from the fake forge (real repositories over smart HTTP, signed
+//! deliveries) through the orchestrator into the queue, on SQLite and
+//! PostgreSQL: authentication, event rules, redelivery, every documented
+//! refusal with its reason visible in `GET /api/webhook-events`, and what
+//! the runner receives (clone URL and clone credentials, the change's
+//! SHAs).
+
+use ai_review_domain::{ConfigId, PlatformType, ProjectId};
+use ai_review_fake_forge::{FakeForge, Forge, MrAction, PrAction, Repo};
+use ai_review_store::ProjectUpsert;
+use ai_review_testkit::{Backend, TestApp, on_both_backends};
+use serde_json::{Value, json};
+
+on_both_backends!(
+    gitlab_merge_request_events_queue_once_with_clone_credentials,
+    github_pull_request_events_are_signed_and_follow_the_rules,
+    refusals_are_recorded_with_their_reasons,
+    sync_pulls_projects_and_keeps_their_settings,
+);
+
+const GL_TOKEN: &str = "glpat-fake-forge-token-0001";
+const GH_TOKEN: &str = "ghp_fakeforgetoken000000000000000000001";
+const SECRET: &str = "webhook-secret-123";
+
+struct Setup {
+    app: TestApp,
+    forge: FakeForge,
+}
+
+async fn setup(backend: Backend) -> Setup {
+    let app = TestApp::spawn(backend).await;
+    let forge = FakeForge::start(GL_TOKEN, GH_TOKEN).await;
+    app.post(
+        "/api/ai-configs",
+        &app.admin.bearer(),
+        &json!({"name": "default", "provider": "openai", "baseUrl": "http://127.0.0.1:9/v1",
+                "model": "m", "isDefault": true}),
+    )
+    .await
+    .expect(201);
+    Setup { app, forge }
+}
+
+async fn platform(s: &Setup, t: &str, base_url: &str, token: &str) -> String {
+    s.app
+        .post(
+            "/api/platform-configs",
+            &s.app.admin.bearer(),
+            &json!({"name": t, "platformType": t, "baseUrl": base_url,
+                    "accessToken": token, "webhookSecret": SECRET}),
+        )
+        .await
+        .expect(201)
+        .data()["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+async fn seed_project(s: &Setup, config: &str, t: PlatformType, repo: &Repo) -> String {
+    let (p, _) = s
+        .app
+        .server
+        .state
+        .store
+        .upsert_project(ProjectUpsert {
+            id: ProjectId::generate(),
+            platform_config_id: ConfigId::parse(config).expect("config id"),
+            platform_type: t,
+            external_id: repo.id.to_string(),
+            path: repo.path.clone(),
+            name: repo.path.clone(),
+            web_url: format!("{}/{}", s.forge.base_url(), repo.path),
+            clone_url: s.forge.clone_url(repo),
+            default_branch: Some("main".into()),
+            enabled_if_new: true,
+            now: s.app.clock_now(),
+        })
+        .await
+        .expect("project");
+    p.id.to_string()
+}
+
+fn hook_url(s: &Setup, platform: &str) -> String {
+    format!("{}/api/webhook/{platform}", s.app.url())
+}
+
+fn answer(d: &ai_review_fake_forge::Delivery) -> Value {
+    serde_json::from_str(&d.response).unwrap_or(Value::Null)
+}
+
+async fn events(s: &Setup) -> Vec<Value> {
+    s.app
+        .get("/api/webhook-events?pageSize=100", &s.app.admin.bearer())
+        .await
+        .expect(200)
+        .data()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn review_count(s: &Setup) -> u64 {
+    s.app
+        .get("/api/reviews", &s.app.admin.bearer())
+        .await
+        .expect(200)
+        .body["meta"]["pagination"]["total"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+async fn gitlab_merge_request_events_queue_once_with_clone_credentials(backend: Backend) {
+    let s = setup(backend).await;
+    let cfg = platform(&s, "gitlab", &s.forge.gitlab_url(), GL_TOKEN).await;
+    let repo = s
+        .forge
+        .create_repo(Forge::GitLab, "group/app", &[("src/lib.rs", "fn a() {}\n")]);
+    seed_project(&s, &cfg, PlatformType::Gitlab, &repo).await;
+    let head = s.forge.push_commit(
+        &repo,
+        "feature",
+        &[("src/lib.rs", Some("fn a() {}\nfn b() {}\n"))],
+        "add b",
+    );
+    let iid = s
+        .forge
+        .open_merge_request(&repo, "feature", "main", "Add b", "alice", false);
+
+    let d = s
+        .forge
+        .send_gitlab_mr_event(&hook_url(&s, "gitlab"), SECRET, &repo, iid, MrAction::Open)
+        .await;
+    assert_eq!(d.status, Some(202), "{}", d.response);
+    let a = answer(&d);
+    assert_eq!(a["data"]["status"], "queued");
+    let review_id = a["data"]["reviewId"].as_str().expect("review").to_owned();
+    let review = s.app.review(&review_id).await;
+    assert_eq!(review.head_sha.as_str(), head);
+    assert_eq!(review.repo_url.as_str(), s.forge.clone_url(&repo));
+    assert_eq!(review.branch.as_deref(), Some("feature"));
+
+    // A redelivery creates nothing.
+    let again = s.forge.redeliver(&d).await;
+    assert_eq!(again.status, Some(200));
+    assert_eq!(answer(&again)["data"]["status"], "duplicate");
+    assert_eq!(review_count(&s).await, 1);
+
+    // An assignee-only update is ignored with its reason.
+    let d = s
+        .forge
+        .send_gitlab_mr_event(
+            &hook_url(&s, "gitlab"),
+            SECRET,
+            &repo,
+            iid,
+            MrAction::UpdateAssigneesOnly,
+        )
+        .await;
+    assert_eq!(d.status, Some(200));
+    assert_eq!(answer(&d)["data"]["status"], "ignored");
+    assert_eq!(review_count(&s).await, 1);
+
+    // The runner gets the clone credentials; the stored spec never holds
+    // the token in clear.
+    let runner = s.app.runner(&s.app.admin, "r1", "").await;
+    let claimed = s.app.claim(&runner).await.expect("claim");
+    let creds = claimed.spec.clone_credentials.expect("credentials");
+    assert_eq!(creds.username, "oauth2");
+    assert_eq!(creds.password.as_ref().map(|p| p.expose()), Some(GL_TOKEN));
+    let task = s
+        .app
+        .server
+        .state
+        .store
+        .get_task(&claimed.task_id)
+        .await
+        .expect("task")
+        .expect("exists");
+    assert!(!task.spec.to_string().contains(GL_TOKEN));
+
+    // Wrong or missing tokens are 401 and recorded nowhere.
+    let before = events(&s).await.len();
+    let d = s
+        .forge
+        .send_gitlab_mr_event(
+            &hook_url(&s, "gitlab"),
+            "wrong",
+            &repo,
+            iid,
+            MrAction::Update,
+        )
+        .await;
+    assert_eq!(d.status, Some(401), "{}", d.response);
+    let raw = s
+        .app
+        .send(
+            s.app
+                .request(reqwest::Method::POST, "/api/webhook/gitlab")
+                .header("x-gitlab-event", "Merge Request Hook")
+                .body("{}"),
+            &ai_review_testkit::Principal::Anonymous,
+        )
+        .await
+        .expect_error(401, "UNAUTHORIZED");
+    assert!(raw.error_detail().contains("X-Gitlab-Token"));
+    assert_eq!(events(&s).await.len(), before);
+
+    // A payload that is not JSON is 400.
+    s.app
+        .send(
+            s.app
+                .request(reqwest::Method::POST, "/api/webhook/gitlab")
+                .header("x-gitlab-token", SECRET)
+                .header("x-gitlab-event", "Merge Request Hook")
+                .body("not json"),
+            &ai_review_testkit::Principal::Anonymous,
+        )
+        .await
+        .expect_error(400, "BAD_REQUEST");
+    s.app.stop().await;
+}
+
+async fn github_pull_request_events_are_signed_and_follow_the_rules(backend: Backend) {
+    let s = setup(backend).await;
+    let cfg = platform(&s, "github", &s.forge.github_api_url(), GH_TOKEN).await;
+    let repo = s
+        .forge
+        .create_repo(Forge::GitHub, "owner/tool", &[("main.py", "print(1)\n")]);
+    seed_project(&s, &cfg, PlatformType::Github, &repo).await;
+    let head = s
+        .forge
+        .push_commit(&repo, "fix", &[("main.py", Some("print(2)\n"))], "fix");
+    let n = s
+        .forge
+        .open_pull_request(&repo, "fix", "main", "Fix", "bob", false);
+    let url = hook_url(&s, "github");
+    let d = s
+        .forge
+        .send_github_pull_request_event(&url, SECRET, &repo, n, PrAction::Opened)
+        .await;
+    assert_eq!(d.status, Some(202), "{}", d.response);
+    let review = s
+        .app
+        .review(&answer(&d)["data"]["reviewId"].as_str().expect("review"))
+        .await;
+    assert_eq!(review.head_sha.as_str(), head);
+
+    // A wrong signature is 401.
+    let d = s
+        .forge
+        .send_github_pull_request_event(&url, "other-secret", &repo, n, PrAction::Synchronize)
+        .await;
+    assert_eq!(d.status, Some(401), "{}", d.response);
+
+    for (action, expected) in [(PrAction::Edited, "ignored"), (PrAction::Closed, "ignored")] {
+        let d = s
+            .forge
+            .send_github_pull_request_event(&url, SECRET, &repo, n, action)
+            .await;
+        assert_eq!(answer(&d)["data"]["status"], expected, "{action:?}");
+    }
+    // A comment command on the pull request queues a review.
+    s.forge
+        .send_github_pull_request_event(&url, SECRET, &repo, n, PrAction::Reopened)
+        .await;
+    let d = s
+        .forge
+        .send_github_issue_comment_event(&url, SECRET, &repo, n, "/ai-review")
+        .await;
+    assert_eq!(answer(&d)["data"]["status"], "queued", "{}", d.response);
+    let runner = s.app.runner(&s.app.admin, "r1", "").await;
+    let claimed = s.app.claim(&runner).await.expect("claim");
+    assert_eq!(
+        claimed
+            .spec
+            .clone_credentials
+            .map(|c| (c.username, c.password.map(|p| p.expose().to_owned()))),
+        Some(("x-access-token".to_owned(), Some(GH_TOKEN.to_owned())))
+    );
+    s.app.stop().await;
+}
+
+async fn refusals_are_recorded_with_their_reasons(backend: Backend) {
+    let s = setup(backend).await;
+    let cfg = platform(&s, "gitlab", &s.forge.gitlab_url(), GL_TOKEN).await;
+    let url = hook_url(&s, "gitlab");
+    let admin = s.app.admin.bearer();
+
+    // Not synced.
+    let unknown = s
+        .forge
+        .create_repo(Forge::GitLab, "group/unknown", &[("a", "1\n")]);
+    s.forge
+        .push_commit(&unknown, "f", &[("a", Some("2\n"))], "c");
+    let iid = s
+        .forge
+        .open_merge_request(&unknown, "f", "main", "t", "alice", false);
+    let d = s
+        .forge
+        .send_gitlab_mr_event(&url, SECRET, &unknown, iid, MrAction::Open)
+        .await;
+    let a = answer(&d);
+    assert_eq!(a["data"]["status"], "refused");
+    assert!(
+        a["data"]["reason"].as_str().unwrap_or("").contains("sync"),
+        "{a}"
+    );
+
+    // Auto-review off: refused, but a /ai-review command still queues.
+    let repo = s
+        .forge
+        .create_repo(Forge::GitLab, "group/app", &[("a", "1\n")]);
+    let pid = seed_project(&s, &cfg, PlatformType::Gitlab, &repo).await;
+    s.forge.push_commit(&repo, "f", &[("a", Some("2\n"))], "c");
+    let iid = s
+        .forge
+        .open_merge_request(&repo, "f", "main", "t", "alice", false);
+    s.app
+        .send(
+            s.app
+                .request(reqwest::Method::PATCH, &format!("/api/projects/{pid}"))
+                .json(&json!({"autoReview": false})),
+            &admin,
+        )
+        .await
+        .expect(200);
+    let d = s
+        .forge
+        .send_gitlab_mr_event(&url, SECRET, &repo, iid, MrAction::Open)
+        .await;
+    let a = answer(&d);
+    assert_eq!(a["data"]["status"], "refused");
+    assert!(
+        a["data"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("auto-review is off")
+    );
+    let d = s
+        .forge
+        .send_gitlab_note_event(&url, SECRET, &repo, iid, "/ai-review")
+        .await;
+    assert_eq!(answer(&d)["data"]["status"], "queued", "{}", d.response);
+
+    // Drafts are skipped on webhook events.
+    s.app
+        .send(
+            s.app
+                .request(reqwest::Method::PATCH, &format!("/api/projects/{pid}"))
+                .json(&json!({"autoReview": true})),
+            &admin,
+        )
+        .await
+        .expect(200);
+    s.forge
+        .push_commit(&repo, "wip", &[("a", Some("3\n"))], "wip");
+    let draft = s
+        .forge
+        .open_merge_request(&repo, "wip", "main", "WIP", "alice", true);
+    let d = s
+        .forge
+        .send_gitlab_mr_event(&url, SECRET, &repo, draft, MrAction::Open)
+        .await;
+    assert_eq!(answer(&d)["data"]["status"], "ignored", "{}", d.response);
+
+    // Disabled project.
+    s.app
+        .send(
+            s.app
+                .request(reqwest::Method::PATCH, &format!("/api/projects/{pid}"))
+                .json(&json!({"enabled": false})),
+            &admin,
+        )
+        .await
+        .expect(200);
+    let d = s
+        .forge
+        .send_gitlab_mr_event(&url, SECRET, &repo, iid, MrAction::Reopen)
+        .await;
+    assert!(
+        answer(&d)["data"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("disabled")
+    );
+
+    // No AI config resolves.
+    s.app
+        .send(
+            s.app
+                .request(reqwest::Method::PATCH, &format!("/api/projects/{pid}"))
+                .json(&json!({"enabled": true})),
+            &admin,
+        )
+        .await
+        .expect(200);
+    let ai: Vec<Value> = s
+        .app
+        .get("/api/ai-configs", &admin)
+        .await
+        .expect(200)
+        .data()
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for c in ai {
+        s.app
+            .delete(
+                &format!("/api/ai-configs/{}", c["id"].as_str().unwrap_or("")),
+                &admin,
+            )
+            .await
+            .expect(204);
+    }
+    s.forge
+        .push_commit(&repo, "f", &[("a", Some("4\n"))], "more");
+    let d = s
+        .forge
+        .send_gitlab_mr_event(&url, SECRET, &repo, iid, MrAction::Update)
+        .await;
+    assert!(
+        answer(&d)["data"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no AI config"),
+        "{}",
+        d.response
+    );
+
+    // Everything above is listed with its outcome and reason.
+    let listed = events(&s).await;
+    let outcomes: Vec<&str> = listed
+        .iter()
+        .filter_map(|e| e["outcome"].as_str())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "refused", "refused", "ignored", "queued", "refused", "refused"
+        ],
+        "{listed:#?}"
+    );
+    assert!(listed.iter().all(|e| e["platform"] == "gitlab"));
+    let refused = s
+        .app
+        .get("/api/webhook-events?outcome=refused", &admin)
+        .await
+        .expect(200);
+    assert_eq!(refused.body["meta"]["pagination"]["total"], 4);
+    s.app.stop().await;
+}
+
+async fn sync_pulls_projects_and_keeps_their_settings(backend: Backend) {
+    let s = setup(backend).await;
+    let admin = s.app.admin.bearer();
+    let cfg = platform(&s, "gitlab", &s.forge.gitlab_url(), GL_TOKEN).await;
+    for name in ["group/a", "group/b", "other/c"] {
+        s.forge.create_repo(Forge::GitLab, name, &[("f", "1\n")]);
+    }
+    let body = json!({"platformConfigId": cfg});
+    let a = s
+        .app
+        .post("/api/projects/sync/platform", &admin, &body)
+        .await
+        .expect(200);
+    assert_eq!(
+        a.data().clone(),
+        json!({"synced": 3, "total": 3, "errors": []})
+    );
+    let list = s.app.get("/api/projects", &admin).await.expect(200);
+    let projects = list.data().as_array().cloned().unwrap_or_default();
+    assert_eq!(projects.len(), 3);
+    let a_id = projects[0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(projects[0]["path"], "group/a");
+    assert!(
+        projects[0]["cloneUrl"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&s.forge.gitlab_url())
+    );
+    s.app
+        .send(
+            s.app
+                .request(reqwest::Method::PATCH, &format!("/api/projects/{a_id}"))
+                .json(&json!({"enabled": false, "excludes": ["docs/**"]})),
+            &admin,
+        )
+        .await
+        .expect(200);
+    let repo = s
+        .forge
+        .create_repo(Forge::GitLab, "group/d", &[("f", "1\n")]);
+    let a = s
+        .app
+        .post("/api/projects/sync/platform", &admin, &body)
+        .await
+        .expect(200);
+    assert_eq!(
+        (a.data()["synced"].as_u64(), a.data()["total"].as_u64()),
+        (Some(4), Some(4))
+    );
+    let kept = s
+        .app
+        .get(&format!("/api/projects/{a_id}"), &admin)
+        .await
+        .expect(200);
+    assert_eq!(
+        (
+            kept.data()["enabled"].as_bool(),
+            kept.data()["settings"]["excludes"].clone()
+        ),
+        (Some(false), json!(["docs/**"]))
+    );
+
+    // A synced project takes webhooks without seeding.
+    s.forge.push_commit(&repo, "x", &[("f", Some("2\n"))], "c");
+    let iid = s
+        .forge
+        .open_merge_request(&repo, "x", "main", "t", "alice", false);
+    let d = s
+        .forge
+        .send_gitlab_mr_event(&hook_url(&s, "gitlab"), SECRET, &repo, iid, MrAction::Open)
+        .await;
+    assert_eq!(d.status, Some(202), "{}", d.response);
+
+    // Errors say what to do.
+    let viewer = s
+        .app
+        .user("viewer@example.com", ai_review_domain::Role::User, &[])
+        .await;
+    s.app
+        .post("/api/projects/sync/platform", &viewer.bearer(), &body)
+        .await
+        .expect_error(403, "FORBIDDEN");
+    s.app
+        .post(
+            "/api/projects/sync/platform",
+            &admin,
+            &json!({"platformConfigId": ConfigId::generate()}),
+        )
+        .await
+        .expect_error(400, "BAD_REQUEST");
+    let bad = platform(&s, "github", &s.forge.github_api_url(), "ghp_wrong").await;
+    let a = s
+        .app
+        .post(
+            "/api/projects/sync/platform",
+            &admin,
+            &json!({"platformConfigId": bad}),
+        )
+        .await
+        .expect_error(502, "BAD_GATEWAY");
+    assert!(a.error_detail().contains("github"), "{}", a.error_detail());
+    s.app.stop().await;
+}
