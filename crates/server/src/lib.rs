@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod passwords;
+pub mod pushback;
 pub mod queue;
 pub mod rate_limit;
 pub mod resolve;

@@ -1,0 +1,1 @@
+//! Rendering of a review's result for the forge (being written).
