@@ -65,6 +65,12 @@ pub struct ReviewView {
     pub updated_at: Timestamp,
     /// Review round of this merge/pull request (1 for a first review).
     pub round_number: u32,
+    /// The project of a forge review.
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// Merge request iid or pull request number of a forge review.
+    #[serde(default)]
+    pub change_number: Option<u64>,
     /// The AI config used, if any.
     pub ai_config_id: Option<String>,
     /// The template used, if any (`null`: the built-in one).
@@ -232,4 +238,27 @@ pub struct HealthView {
     pub database: String,
     /// Server version.
     pub version: String,
+}
+
+/// `POST /api/reviews/trigger-manual-review`: review a merge/pull request
+/// of a synced project now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TriggerManualReview {
+    /// The project.
+    pub project_id: ai_review_domain::ProjectId,
+    /// Merge request iid (GitLab) or pull request number (GitHub).
+    #[serde(alias = "prNumber")]
+    pub mr_iid: u64,
+    /// Post the results to the forge (default `true`; `false` keeps them in
+    /// the dashboard).
+    #[serde(default = "default_true")]
+    pub send_to_platform: bool,
+    /// Template (else the default).
+    #[serde(default)]
+    pub template_id: Option<ConfigId>,
+}
+
+fn default_true() -> bool {
+    true
 }

@@ -109,6 +109,10 @@ pub fn router(state: AppState) -> Router {
             "/api/reviews",
             get(routes::reviews::list).post(routes::reviews::create),
         )
+        .route(
+            "/api/reviews/trigger-manual-review",
+            post(routes::reviews::trigger_manual),
+        )
         .route("/api/reviews/{id}", get(routes::reviews::get_one))
         .route("/api/reviews/{id}/cancel", post(routes::reviews::cancel))
         .route("/api/reviews/{id}/logs", get(routes::reviews::logs))

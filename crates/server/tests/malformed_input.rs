@@ -84,6 +84,7 @@ fn fixture() -> Fixture {
                 required_tags: Default::default(),
                 max_attempts: 3,
                 expires_at: now.plus_millis(3_600_000),
+                change: None,
                 spec: serde_json::json!({}),
                 now,
             })

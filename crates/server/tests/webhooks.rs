@@ -16,6 +16,7 @@ on_both_backends!(
     github_pull_request_events_are_signed_and_follow_the_rules,
     refusals_are_recorded_with_their_reasons,
     sync_pulls_projects_and_keeps_their_settings,
+    manual_triggers_and_new_pushes_make_rounds_and_supersede,
 );
 
 const GL_TOKEN: &str = "glpat-fake-forge-token-0001";
@@ -552,5 +553,133 @@ async fn sync_pulls_projects_and_keeps_their_settings(backend: Backend) {
         .await
         .expect_error(502, "BAD_GATEWAY");
     assert!(a.error_detail().contains("github"), "{}", a.error_detail());
+    s.app.stop().await;
+}
+
+async fn manual_triggers_and_new_pushes_make_rounds_and_supersede(backend: Backend) {
+    let s = setup(backend).await;
+    let admin = s.app.admin.bearer();
+    let cfg = platform(&s, "gitlab", &s.forge.gitlab_url(), GL_TOKEN).await;
+    let repo = s
+        .forge
+        .create_repo(Forge::GitLab, "group/app", &[("a.txt", "1\n")]);
+    let pid = seed_project(&s, &cfg, PlatformType::Gitlab, &repo).await;
+    s.forge
+        .push_commit(&repo, "f", &[("a.txt", Some("2\n"))], "one");
+    let iid = s
+        .forge
+        .open_merge_request(&repo, "f", "main", "t", "alice", false);
+    s.app
+        .send(
+            s.app
+                .request(reqwest::Method::PATCH, &format!("/api/projects/{pid}"))
+                .json(&json!({"autoReview": false})),
+            &admin,
+        )
+        .await
+        .expect(200);
+
+    let first = s
+        .app
+        .post(
+            "/api/reviews/trigger-manual-review",
+            &admin,
+            &json!({"projectId": pid, "mrIid": iid}),
+        )
+        .await
+        .expect(202);
+    assert_eq!(first.data()["roundNumber"], 1);
+    assert_eq!(first.data()["projectId"].as_str(), Some(pid.as_str()));
+    assert_eq!(first.data()["changeNumber"], iid);
+    let first_id = first.data()["id"].as_str().expect("id").to_owned();
+
+    // A new push reviewed by a command: round 2 supersedes round 1.
+    let head = s
+        .forge
+        .push_commit(&repo, "f", &[("a.txt", Some("3\n"))], "two");
+    let d = s
+        .forge
+        .send_gitlab_note_event(&hook_url(&s, "gitlab"), SECRET, &repo, iid, "/review")
+        .await;
+    let second = s
+        .app
+        .review(&answer(&d)["data"]["reviewId"].as_str().expect("queued"))
+        .await;
+    assert_eq!(
+        (second.round_number, second.head_sha.as_str()),
+        (2, head.as_str())
+    );
+    let old = s.app.review(&first_id).await;
+    assert_eq!(old.status.as_str(), "cancelled");
+    assert!(
+        old.task
+            .events
+            .iter()
+            .any(|e| e.detail.contains("superseded by review")),
+        "{:?}",
+        old.task.events
+    );
+    let listed = s
+        .app
+        .get(&format!("/api/reviews?projectId={pid}"), &admin)
+        .await
+        .expect(200);
+    assert_eq!(listed.body["meta"]["pagination"]["total"], 2);
+    assert_eq!(listed.data()["stats"]["cancelled"], 1);
+
+    // Refusals and forge failures say why.
+    let viewer = s
+        .app
+        .user("viewer@example.com", ai_review_domain::Role::User, &[])
+        .await;
+    s.app
+        .post(
+            "/api/reviews/trigger-manual-review",
+            &viewer.bearer(),
+            &json!({"projectId": pid, "mrIid": iid}),
+        )
+        .await
+        .expect_error(403, "FORBIDDEN");
+    s.app
+        .post(
+            "/api/reviews/trigger-manual-review",
+            &admin,
+            &json!({"projectId": ProjectId::generate(), "mrIid": iid}),
+        )
+        .await
+        .expect_error(404, "NOT_FOUND");
+    let missing = s
+        .app
+        .post(
+            "/api/reviews/trigger-manual-review",
+            &admin,
+            &json!({"projectId": pid, "mrIid": 999, "sendToPlatform": false}),
+        )
+        .await
+        .expect_error(502, "BAD_GATEWAY");
+    assert!(
+        missing.error_detail().contains("999"),
+        "{}",
+        missing.error_detail()
+    );
+    s.app
+        .send(
+            s.app
+                .request(reqwest::Method::PATCH, &format!("/api/projects/{pid}"))
+                .json(&json!({"enabled": false})),
+            &admin,
+        )
+        .await
+        .expect(200);
+    let refused = s
+        .app
+        .post(
+            "/api/reviews/trigger-manual-review",
+            &admin,
+            &json!({"projectId": pid, "mrIid": iid}),
+        )
+        .await
+        .expect_error(400, "BAD_REQUEST");
+    assert!(refused.error_detail().contains("disabled"));
     s.app.stop().await;
 }

@@ -525,10 +525,70 @@ impl Store for PgStore {
     async fn enqueue_review(&self, r: NewReview) -> StoreResult<(Review, Task)> {
         let mut tx = self.begin().await?;
         let outcome = async {
+        let round: u32 = match &r.change {
+            None => 1,
+            Some(c) => {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("review-change:{}:{}", c.project_id, c.number))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(round_number) FROM reviews WHERE project_id = $1 AND change_number = $2",
+            )
+            .bind(c.project_id.as_str())
+            .bind(i64::try_from(c.number).unwrap_or(i64::MAX))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let older: Vec<(String, String, String, i64)> = sqlx::query_as(
+                "SELECT t.id, t.review_id, t.state, t.attempt FROM tasks t JOIN reviews r ON r.id = t.review_id \
+                 WHERE r.project_id = $1 AND r.change_number = $2 \
+                 AND t.state IN ('pending', 'picked_up', 'executing') FOR UPDATE OF t",
+            )
+            .bind(c.project_id.as_str())
+            .bind(i64::try_from(c.number).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let why = format!("superseded by review {}", r.id);
+            for (task_id, review_id, state, attempt) in older {
+                let task_id = TaskId::parse(&task_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let review_id =
+                    ReviewId::parse(&review_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let attempt = Attempt(u32::try_from(attempt).unwrap_or(0));
+                if state == "pending" {
+                    sqlx::query(
+                        "UPDATE tasks SET state = 'cancelled', failure_reason = $2, updated_at = $3, \
+                         finished_at = $3 WHERE id = $1",
+                    )
+                    .bind(task_id.as_str())
+                    .bind(&why)
+                    .bind(r.now.as_millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                    event(&mut tx, &task_id, attempt, "cancelled", &why, r.now).await?;
+                    set_review_status(&mut tx, &review_id, TaskState::Cancelled, r.now).await?;
+                } else {
+                    sqlx::query(
+                        "UPDATE tasks SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1",
+                    )
+                    .bind(task_id.as_str())
+                    .bind(r.now.as_millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                    event(&mut tx, &task_id, attempt, "cancel_requested", &why, r.now).await?;
+                }
+            }
+            u32::try_from(last.unwrap_or(0)).unwrap_or(0) + 1
+            }
+        };
         let review: ReviewRow = sqlx::query_as(concat!(
             "INSERT INTO reviews (id, task_id, repo_url, base_sha, head_sha, branch, title, status, \
-             created_by, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $9) RETURNING ",
+             created_by, created_at, updated_at, project_id, change_number, round_number, send_to_platform) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $9, $10, $11, $12, $13) RETURNING ",
             review_columns!()
         ))
         .bind(r.id.as_str())
@@ -540,6 +600,10 @@ impl Store for PgStore {
         .bind(r.title.as_deref())
         .bind(r.created_by.as_str())
         .bind(r.now.as_millis())
+        .bind(r.change.as_ref().map(|c| c.project_id.as_str()))
+        .bind(r.change.as_ref().map(|c| i64::try_from(c.number).unwrap_or(i64::MAX)))
+        .bind(i64::from(round))
+        .bind(r.change.as_ref().is_some_and(|c| c.send_to_platform))
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -587,6 +651,7 @@ impl Store for PgStore {
             "SELECT ",
             review_columns!(),
             " FROM reviews WHERE ($1::text IS NULL OR status = $1) AND ($2::bigint IS NULL OR created_at >= $2) \
+             AND ($6::text IS NULL OR project_id = $6) \
              AND ($3::bigint IS NULL OR created_at < $3) ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
         ))
         .bind(status)
@@ -594,16 +659,19 @@ impl Store for PgStore {
         .bind(end)
         .bind(i64::from(f.limit))
         .bind(i64::try_from(f.offset).unwrap_or(i64::MAX))
+        .bind(f.project_id.as_ref().map(ProjectId::as_str))
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
         let total: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM reviews WHERE ($1::text IS NULL OR status = $1) \
-             AND ($2::bigint IS NULL OR created_at >= $2) AND ($3::bigint IS NULL OR created_at < $3)",
+             AND ($2::bigint IS NULL OR created_at >= $2) AND ($3::bigint IS NULL OR created_at < $3) \
+             AND ($4::text IS NULL OR project_id = $4)",
         )
         .bind(status)
         .bind(start)
         .bind(end)
+        .bind(f.project_id.as_ref().map(ProjectId::as_str))
         .fetch_one(&self.pool)
         .await
         .map_err(db_error)?;

@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_events",
         include_str!("../migrations/0004_webhook_events.sql"),
     ),
+    (
+        5,
+        "review_changes",
+        include_str!("../migrations/0005_review_changes.sql"),
+    ),
 ];
 
 async fn lock(c: &mut PgConnection) -> StoreResult<()> {

@@ -47,6 +47,7 @@ async fn fixtures(store: &DynStore, tasks: usize, now: Timestamp) -> (User, Vec<
                 required_tags: TagSet::default(),
                 max_attempts: 3,
                 expires_at: now.plus_millis(3_600_000),
+                change: None,
                 spec: serde_json::json!({}),
                 now: now.plus_millis(i as i64),
             })
@@ -199,7 +200,8 @@ async fn replicas_starting_together_apply_each_migration_once() {
             (1, "init".to_owned()),
             (2, "config_items".to_owned()),
             (3, "projects".to_owned()),
-            (4, "webhook_events".to_owned())
+            (4, "webhook_events".to_owned()),
+            (5, "review_changes".to_owned())
         ]
     );
 }

@@ -31,6 +31,7 @@ macro_rules! conformance_suite {
             config_items_crud_names_and_one_default,
             projects_upsert_keep_settings_filter_and_count,
             webhook_deliveries_are_recorded_once,
+            change_reviews_number_rounds_and_supersede_older_ones,
             logs_are_capped_per_task,
             silent_runners_are_marked_offline,
             reviews_list_with_filters_and_counts,
@@ -112,6 +113,7 @@ async fn enqueue_with(
             required_tags: TagSet::parse_comma_list(tags).expect("tags"),
             max_attempts,
             expires_at: now.plus_millis(EXPIRY),
+            change: None,
             spec: serde_json::json!({"k": "v"}),
             now,
         })
@@ -1468,4 +1470,90 @@ pub async fn webhook_deliveries_are_recorded_once(store: DynStore) {
         (n, refused[0].reason.as_deref()),
         (1, Some("project disabled"))
     );
+}
+
+/// Reviews of a forge change: rounds count up per change; a new review
+/// cancels a pending older one at once and flags a running one for
+/// cancellation (superseded), and the list filters by project.
+pub async fn change_reviews_number_rounds_and_supersede_older_ones(store: DynStore) {
+    let owner = user(&store, "owner@example.com").await;
+    let runner = runner(&store, &owner, "r1", "").await;
+    let project = ProjectId::generate();
+    let change = |number: u64| ReviewChange {
+        project_id: project.clone(),
+        number,
+        send_to_platform: true,
+    };
+    let mk = |c: Option<ReviewChange>, ms: i64| NewReview {
+        id: ReviewId::generate(),
+        task_id: TaskId::generate(),
+        repo_url: RepoUrl::parse("https://git.example.com/g/r.git").expect("url"),
+        base_sha: sha('a'),
+        head_sha: sha('b'),
+        branch: None,
+        title: None,
+        created_by: owner.id.clone(),
+        required_tags: TagSet::default(),
+        max_attempts: 3,
+        expires_at: at(ms).plus_millis(EXPIRY),
+        change: c,
+        spec: serde_json::json!({}),
+        now: at(ms),
+    };
+    let (r1, t1) = store
+        .enqueue_review(mk(Some(change(7)), 1_000))
+        .await
+        .expect("r1");
+    assert_eq!((r1.round_number, r1.change.clone()), (1, Some(change(7))));
+    let (r2, t2) = store
+        .enqueue_review(mk(Some(change(7)), 2_000))
+        .await
+        .expect("r2");
+    assert_eq!(r2.round_number, 2);
+    let t1 = store.get_task(&t1.id).await.expect("get").expect("t1");
+    assert_eq!(t1.state, TaskState::Cancelled);
+    assert_eq!(
+        store
+            .get_review(&r1.id)
+            .await
+            .expect("get")
+            .map(|r| r.status),
+        Some(ReviewStatus::Cancelled)
+    );
+    assert!(
+        store
+            .task_events(&t1.id)
+            .await
+            .expect("events")
+            .iter()
+            .any(|e| e.detail.contains("superseded by review"))
+    );
+    // Round 2 is running when round 3 arrives: flagged, not ended.
+    let claimed = claim(&store, &runner, 1, at(2_500)).await;
+    assert_eq!(claimed[0].id, t2.id);
+    let (r3, _) = store
+        .enqueue_review(mk(Some(change(7)), 3_000))
+        .await
+        .expect("r3");
+    assert_eq!(r3.round_number, 3);
+    let t2 = store.get_task(&t2.id).await.expect("get").expect("t2");
+    assert!(t2.cancel_requested && t2.state.is_active(), "{t2:?}");
+    // Other changes and plain reviews are untouched.
+    let (other, _) = store
+        .enqueue_review(mk(Some(change(8)), 4_000))
+        .await
+        .expect("other");
+    assert_eq!(other.round_number, 1);
+    let (plain, _) = store.enqueue_review(mk(None, 5_000)).await.expect("plain");
+    assert_eq!((plain.round_number, plain.change), (1, None));
+    let (of_project, n) = store
+        .list_reviews(&ReviewFilter {
+            project_id: Some(project.clone()),
+            limit: 50,
+            ..ReviewFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(n, 4);
+    assert!(of_project.iter().all(|r| r.change.is_some()));
 }

@@ -197,6 +197,10 @@ pub struct NewReview {
     pub max_attempts: u32,
     /// When the task expires if nobody claims it.
     pub expires_at: Timestamp,
+    /// The forge change it reviews (`None` for API and CLI reviews). Its
+    /// round number is one more than the change's last review, and
+    /// unfinished earlier reviews of the change are cancelled as superseded.
+    pub change: Option<ReviewChange>,
     /// The task specification handed to the runner (opaque to the store).
     pub spec: serde_json::Value,
     /// Creation time.
@@ -228,11 +232,17 @@ pub struct Review {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+    /// The forge change it reviews.
+    pub change: Option<ReviewChange>,
+    /// 1 for a change's first review, then one more per review.
+    pub round_number: u32,
 }
 
 /// Filter for [`crate::Store::list_reviews`].
 #[derive(Debug, Clone, Default)]
 pub struct ReviewFilter {
+    /// Only reviews of this project.
+    pub project_id: Option<ProjectId>,
     /// Only this status.
     pub status: Option<ReviewStatus>,
     /// Created at or after.
@@ -626,4 +636,15 @@ pub struct WebhookEventFilter {
     pub limit: u32,
     /// Rows to skip.
     pub offset: u64,
+}
+
+/// The merge/pull request a review belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewChange {
+    /// Project.
+    pub project_id: ProjectId,
+    /// Merge request iid or pull request number.
+    pub number: u64,
+    /// Post the results to the forge.
+    pub send_to_platform: bool,
 }

@@ -206,6 +206,10 @@ pub struct ReviewRow {
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
+    pub project_id: Option<String>,
+    pub change_number: Option<i64>,
+    pub round_number: i64,
+    pub send_to_platform: bool,
 }
 
 impl TryFrom<ReviewRow> for Review {
@@ -223,6 +227,16 @@ impl TryFrom<ReviewRow> for Review {
             created_by: UserId::parse(&r.created_by).map_err(|e| corrupt("user id", e))?,
             created_at: ts(r.created_at),
             updated_at: ts(r.updated_at),
+            change: match (r.project_id, r.change_number) {
+                (Some(p), Some(n)) => Some(crate::ReviewChange {
+                    project_id: ai_review_domain::ProjectId::parse(&p)
+                        .map_err(|e| corrupt("project id", e))?,
+                    number: n.unsigned_abs(),
+                    send_to_platform: r.send_to_platform,
+                }),
+                _ => None,
+            },
+            round_number: u32_col("round number", r.round_number)?,
         })
     }
 }
@@ -252,7 +266,7 @@ macro_rules! runner_columns {
 macro_rules! review_columns {
     () => {
         "id, task_id, repo_url, base_sha, head_sha, branch, title, status, created_by, \
-         created_at, updated_at"
+         created_at, updated_at, project_id, change_number, round_number, send_to_platform"
     };
 }
 

@@ -15,7 +15,7 @@ use ai_review_domain::{
 use ai_review_protocol::api::{CreateReviewRequest, LogLineView, ReviewView};
 use ai_review_protocol::runner::{CloneCredentials, TaskSpec};
 use ai_review_protocol::{Envelope, Pagination};
-use ai_review_store::{NewReview, Review, ReviewFilter, Task};
+use ai_review_store::{NewReview, Review, ReviewChange, ReviewFilter, Task};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -74,6 +74,8 @@ pub struct Enqueue {
     pub clone_credentials: Option<CloneCredentials>,
     /// Creator.
     pub created_by: UserId,
+    /// The forge change it reviews.
+    pub change: Option<ReviewChange>,
 }
 
 /// Queues a review: resolves the AI config, template and rules, freezes
@@ -118,6 +120,7 @@ pub async fn enqueue(state: &AppState, e: Enqueue) -> ApiResult<(Review, Task)> 
             max_attempts: state.settings.max_attempts,
             expires_at: now.plus_millis(millis(state.settings.unclaimed_expiry)),
             spec,
+            change: e.change,
             now,
         })
         .await?;
@@ -148,6 +151,7 @@ pub async fn create(
             template_id: req.template_id,
             clone_credentials: None,
             created_by: caller.user.id.clone(),
+            change: None,
         },
     )
     .await?;
@@ -230,6 +234,8 @@ pub struct ListQuery {
     pub start_date: Option<String>,
     /// Created before (RFC 3339 or YYYY-MM-DD).
     pub end_date: Option<String>,
+    /// Only reviews of this project.
+    pub project_id: Option<String>,
 }
 
 /// Counts per status for the list's stats.
@@ -272,7 +278,13 @@ pub async fn list(
     let status = q.status.as_deref().map(ReviewStatus::parse).transpose()?;
     let start = q.start_date.as_deref().map(Timestamp::parse).transpose()?;
     let end = q.end_date.as_deref().map(Timestamp::parse).transpose()?;
+    let project_id = q
+        .project_id
+        .as_deref()
+        .map(ai_review_domain::ProjectId::parse)
+        .transpose()?;
     let filter = ReviewFilter {
+        project_id,
         status,
         start,
         end,
@@ -342,4 +354,54 @@ pub async fn logs(
         .task_logs(&review.task_id, q.after.unwrap_or(0), limit)
         .await?;
     Ok(ok(lines.into_iter().map(views::log_line).collect()))
+}
+
+/// `POST /api/reviews/trigger-manual-review` (`review:create`): the same
+/// checks as a `/ai-review` comment (auto-review and draft rules do not
+/// apply), then 202 with the queued review. A refusal is 400 with its
+/// reason, a forge failure 502.
+pub async fn trigger_manual(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<ai_review_protocol::api::TriggerManualReview>,
+) -> ApiResult<(StatusCode, Json<Envelope<ReviewView>>)> {
+    use crate::webhooks::orchestrate::{Options, Outcome, run};
+    caller.require(Permission::ReviewCreate)?;
+    let project = state
+        .store
+        .get_project(&req.project_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("project {} not found", req.project_id)))?;
+    let config = crate::routes::platforms::find(&state, &project.platform_config_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "the project's platform config {} no longer exists",
+                project.platform_config_id
+            ))
+        })?;
+    let stored: crate::routes::platforms::StoredPlatform = crate::routes::configs::body(&config)?;
+    let trigger = crate::webhooks::parse::Trigger {
+        platform: project.platform_type,
+        event: "manual".into(),
+        project_external_id: project.external_id.clone(),
+        project_path: project.path.clone(),
+        number: req.mr_iid,
+        manual: true,
+        opened: false,
+        draft: false,
+    };
+    let opts = Options {
+        send_to_platform: req.send_to_platform,
+        template_id: req.template_id,
+    };
+    match run(&state, &config, &stored, &trigger, &opts).await {
+        Outcome::Queued { review, .. } => {
+            let review = load(&state, review.as_str()).await?;
+            let view = detail(&state, review).await?;
+            Ok((StatusCode::ACCEPTED, ok(view)))
+        }
+        Outcome::Refused(r) | Outcome::Ignored(r) => Err(ApiError::bad_request(r)),
+        Outcome::Failed(r) => Err(ApiError::new(StatusCode::BAD_GATEWAY, r)),
+    }
 }

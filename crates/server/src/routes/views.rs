@@ -82,7 +82,9 @@ pub fn review(r: Review, spec: &serde_json::Value, task: TaskView) -> ReviewView
             .map(str::to_owned)
     };
     ReviewView {
-        round_number: 1,
+        round_number: r.round_number,
+        project_id: r.change.as_ref().map(|c| c.project_id.to_string()),
+        change_number: r.change.as_ref().map(|c| c.number),
         ai_config_id: str_at(spec, "aiConfig", "id"),
         template_id: str_at(spec, "template", "id"),
         applied_rule_ids: result

@@ -188,7 +188,16 @@ async fn handle(
     };
     let outcome = match parsed {
         parse::Parsed::Ignored { reason, .. } => orchestrate::Outcome::Ignored(reason),
-        parse::Parsed::Trigger(t) => orchestrate::run(state, &config, &stored, &t).await,
+        parse::Parsed::Trigger(t) => {
+            orchestrate::run(
+                state,
+                &config,
+                &stored,
+                &t,
+                &orchestrate::Options::default(),
+            )
+            .await
+        }
     };
     let (status, label, reason, review, task) = match outcome {
         orchestrate::Outcome::Queued { review, task } => (

@@ -25,7 +25,7 @@ use ai_review_domain::{
 };
 use ai_review_forge::{Forge, UserRef, forge_for};
 use ai_review_protocol::runner::CloneCredentials;
-use ai_review_store::{NewUser, StoreError};
+use ai_review_store::{NewUser, ReviewChange, StoreError};
 
 /// What became of a review request.
 #[derive(Debug)]
@@ -106,14 +106,33 @@ pub fn forge_of(
         .map_err(|e| e.to_string())
 }
 
+/// Options of a review request beyond the trigger.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Post the results to the forge (`false`: dashboard only).
+    pub send_to_platform: bool,
+    /// Template (else the default).
+    pub template_id: Option<ai_review_domain::ConfigId>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            send_to_platform: true,
+            template_id: None,
+        }
+    }
+}
+
 /// Runs the checks and queues the review.
 pub async fn run(
     state: &AppState,
     config: &ai_review_store::ConfigItem,
     stored: &StoredPlatform,
     t: &Trigger,
+    opts: &Options,
 ) -> Outcome {
-    match run_inner(state, config, stored, t).await {
+    match run_inner(state, config, stored, t, opts).await {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(error = %e, "webhook orchestration failed");
@@ -127,6 +146,7 @@ async fn run_inner(
     config: &ai_review_store::ConfigItem,
     stored: &StoredPlatform,
     t: &Trigger,
+    opts: &Options,
 ) -> Result<Outcome, StoreError> {
     if stored.access_token_sealed.is_none() {
         return Ok(Outcome::Refused(format!(
@@ -222,13 +242,18 @@ async fn run_inner(
             title: Some(change.title.chars().take(500).collect()),
             tags: TagSet::default(),
             ai_config_id: settings.ai_config_id.clone(),
-            template_id: None,
+            template_id: opts.template_id.clone(),
             excludes: settings.excludes.clone(),
             clone_credentials: Some(CloneCredentials {
                 username: creds.username,
                 password: Some(creds.password),
             }),
             created_by,
+            change: Some(ReviewChange {
+                project_id: project.id.clone(),
+                number: t.number,
+                send_to_platform: opts.send_to_platform,
+            }),
         },
     )
     .await;
