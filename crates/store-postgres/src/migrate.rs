@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "review_changes",
         include_str!("../migrations/0005_review_changes.sql"),
     ),
+    (
+        6,
+        "pushback",
+        include_str!("../migrations/0006_pushback.sql"),
+    ),
 ];
 
 async fn lock(c: &mut PgConnection) -> StoreResult<()> {

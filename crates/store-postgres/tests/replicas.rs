@@ -201,7 +201,8 @@ async fn replicas_starting_together_apply_each_migration_once() {
             (2, "config_items".to_owned()),
             (3, "projects".to_owned()),
             (4, "webhook_events".to_owned()),
-            (5, "review_changes".to_owned())
+            (5, "review_changes".to_owned()),
+            (6, "pushback".to_owned())
         ]
     );
 }

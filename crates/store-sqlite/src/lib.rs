@@ -18,13 +18,13 @@ use ai_review_store::rows::{
     db_error, like_pattern, permissions_json, tags_json,
 };
 use ai_review_store::{
-    ApiKey, Claim, ConfigItem, ConfigItemWrite, Heartbeat, HeartbeatOutcome, LogAppend,
-    LogAppendOutcome, LogLine, NewApiKey, NewReview, NewUser, PhaseReport, Project, ProjectFilter,
-    ProjectStats, ProjectUpsert, ReapReport, Review, ReviewFilter, Runner, RunnerRegistration,
-    Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef,
-    TaskResult, User, WebhookEvent, WebhookEventFilter, api_key_columns, authenticate_query,
-    config_item_columns, policy, project_columns, review_columns, runner_columns, task_columns,
-    user_columns, webhook_event_columns,
+    ApiKey, ChangeThread, Claim, ConfigItem, ConfigItemWrite, Heartbeat, HeartbeatOutcome,
+    LogAppend, LogAppendOutcome, LogLine, NewApiKey, NewReview, NewUser, PhaseReport, Project,
+    ProjectFilter, ProjectStats, ProjectUpsert, PushJob, PushState, ReapReport, Review,
+    ReviewFilter, Runner, RunnerRegistration, Store, StoreError, StoreResult, SubmitOutcome, Task,
+    TaskAttempt, TaskEvent, TaskRef, TaskResult, User, WebhookEvent, WebhookEventFilter,
+    api_key_columns, authenticate_query, config_item_columns, policy, project_columns,
+    review_columns, runner_columns, task_columns, user_columns, webhook_event_columns,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -550,8 +550,9 @@ impl Store for SqliteStore {
         };
         let review: ReviewRow = sqlx::query_as(concat!(
             "INSERT INTO reviews (id, task_id, repo_url, base_sha, head_sha, branch, title, status, \
-             created_by, created_at, updated_at, project_id, change_number, round_number, send_to_platform) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?9, ?10, ?11, ?12, ?13) RETURNING ",
+             created_by, created_at, updated_at, project_id, change_number, round_number, send_to_platform, \
+             push_state, push_next_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?9) RETURNING ",
             review_columns!()
         ))
         .bind(r.id.as_str())
@@ -567,6 +568,12 @@ impl Store for SqliteStore {
         .bind(r.change.as_ref().map(|c| i64::try_from(c.number).unwrap_or(i64::MAX)))
         .bind(i64::from(round))
         .bind(r.change.as_ref().is_some_and(|c| c.send_to_platform))
+        .bind(
+            r.change
+                .as_ref()
+                .is_some_and(|c| c.send_to_platform)
+                .then_some("pending"),
+        )
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -1353,6 +1360,136 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         Ok((convert_all(rows)?, total.unsigned_abs()))
+    }
+
+    async fn claim_pushbacks(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<PushJob>> {
+        let rows: Vec<ReviewRow> = sqlx::query_as(concat!(
+            "UPDATE reviews SET push_lease_until = ?2, push_attempts = push_attempts + 1 \
+             WHERE id IN (SELECT id FROM reviews WHERE push_state = 'pending' \
+               AND status IN ('completed', 'failed') AND push_next_at <= ?1 \
+               AND (push_lease_until IS NULL OR push_lease_until < ?1) \
+               ORDER BY push_next_at, id LIMIT ?3) RETURNING ",
+            review_columns!()
+        ))
+        .bind(now.as_millis())
+        .bind(lease_until.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(db_error)?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let review = Review::try_from(row)?;
+            let attempts: i64 =
+                sqlx::query_scalar("SELECT push_attempts FROM reviews WHERE id = ?1")
+                    .bind(review.id.as_str())
+                    .fetch_one(&self.writer)
+                    .await
+                    .map_err(db_error)?;
+            jobs.push(PushJob {
+                review,
+                attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(jobs)
+    }
+
+    async fn finish_pushback(
+        &self,
+        review: &ReviewId,
+        state: &str,
+        error: Option<&str>,
+        retry_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE reviews SET push_state = ?2, push_error = ?3, \
+             push_next_at = COALESCE(?4, push_next_at), push_lease_until = NULL, updated_at = ?5 \
+             WHERE id = ?1",
+        )
+        .bind(review.as_str())
+        .bind(state)
+        .bind(error)
+        .bind(retry_at.map(Timestamp::as_millis))
+        .bind(now.as_millis())
+        .execute(&self.writer)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: "review",
+                id: review.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn push_state(&self, review: &ReviewId) -> StoreResult<PushState> {
+        let row: Option<(Option<String>, i64, Option<String>)> = sqlx::query_as(
+            "SELECT push_state, push_attempts, push_error FROM reviews WHERE id = ?1",
+        )
+        .bind(review.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error)?;
+        let (state, attempts, error) = row.ok_or_else(|| StoreError::NotFound {
+            entity: "review",
+            id: review.to_string(),
+        })?;
+        Ok(PushState {
+            state,
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            error,
+        })
+    }
+
+    async fn change_thread(&self, project: &ProjectId, number: u64) -> StoreResult<ChangeThread> {
+        let row: Option<(Option<String>, String)> = sqlx::query_as(
+            "SELECT summary_comment_id, posted_fingerprints FROM change_threads \
+             WHERE project_id = ?1 AND change_number = ?2",
+        )
+        .bind(project.as_str())
+        .bind(i64::try_from(number).unwrap_or(i64::MAX))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error)?;
+        match row {
+            None => Ok(ChangeThread::default()),
+            Some((summary_comment_id, fps)) => Ok(ChangeThread {
+                summary_comment_id,
+                posted_fingerprints: serde_json::from_str(&fps)
+                    .map_err(|e| StoreError::Corrupt(format!("posted fingerprints: {e}")))?,
+            }),
+        }
+    }
+
+    async fn save_change_thread(
+        &self,
+        project: &ProjectId,
+        number: u64,
+        thread: &ChangeThread,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO change_threads (project_id, change_number, summary_comment_id, posted_fingerprints, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (project_id, change_number) DO UPDATE SET \
+             summary_comment_id = excluded.summary_comment_id, posted_fingerprints = excluded.posted_fingerprints, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(project.as_str())
+        .bind(i64::try_from(number).unwrap_or(i64::MAX))
+        .bind(thread.summary_comment_id.as_deref())
+        .bind(serde_json::to_string(&thread.posted_fingerprints).unwrap_or_else(|_| "[]".into()))
+        .bind(now.as_millis())
+        .execute(&self.writer)
+        .await
+        .map_err(db_error)?;
+        Ok(())
     }
 }
 

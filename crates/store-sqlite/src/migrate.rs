@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "review_changes",
         include_str!("../migrations/0005_review_changes.sql"),
     ),
+    (
+        6,
+        "pushback",
+        include_str!("../migrations/0006_pushback.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> StoreResult<()> {

@@ -32,6 +32,7 @@ macro_rules! conformance_suite {
             projects_upsert_keep_settings_filter_and_count,
             webhook_deliveries_are_recorded_once,
             change_reviews_number_rounds_and_supersede_older_ones,
+            pushbacks_are_leased_retried_and_finished,
             logs_are_capped_per_task,
             silent_runners_are_marked_offline,
             reviews_list_with_filters_and_counts,
@@ -1556,4 +1557,151 @@ pub async fn change_reviews_number_rounds_and_supersede_older_ones(store: DynSto
         .expect("list");
     assert_eq!(n, 4);
     assert!(of_project.iter().all(|r| r.change.is_some()));
+}
+
+/// Push-back jobs: only finished reviews that go to the forge are claimed,
+/// a live lease keeps others away, a retry waits for its time, final
+/// states stick; change threads round-trip.
+pub async fn pushbacks_are_leased_retried_and_finished(store: DynStore) {
+    let owner = user(&store, "owner@example.com").await;
+    let runner = runner(&store, &owner, "r1", "").await;
+    let project = ProjectId::generate();
+    let mk = |send: bool, number: u64| NewReview {
+        id: ReviewId::generate(),
+        task_id: TaskId::generate(),
+        repo_url: RepoUrl::parse("https://git.example.com/g/r.git").expect("url"),
+        base_sha: sha('a'),
+        head_sha: sha('b'),
+        branch: None,
+        title: None,
+        created_by: owner.id.clone(),
+        required_tags: TagSet::default(),
+        max_attempts: 3,
+        expires_at: at(0).plus_millis(EXPIRY),
+        change: Some(ReviewChange {
+            project_id: project.clone(),
+            number,
+            send_to_platform: send,
+        }),
+        spec: serde_json::json!({}),
+        now: at(0),
+    };
+    let (posted, _) = store.enqueue_review(mk(true, 1)).await.expect("posted");
+    let (quiet, _) = store.enqueue_review(mk(false, 2)).await.expect("quiet");
+    assert_eq!(
+        store
+            .push_state(&posted.id)
+            .await
+            .expect("state")
+            .state
+            .as_deref(),
+        Some("pending")
+    );
+    assert_eq!(
+        store.push_state(&quiet.id).await.expect("state").state,
+        None
+    );
+    assert!(
+        store
+            .claim_pushbacks(at(10), at(70_000), 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "nothing is pushed before the review ends"
+    );
+    for t in claim(&store, &runner, 2, at(100)).await {
+        store
+            .submit_result(
+                &tref(&t, &runner),
+                result(TaskOutcome::Succeeded, None, false, at(200)),
+            )
+            .await
+            .expect("result");
+    }
+    let jobs = store
+        .claim_pushbacks(at(300), at(60_300), 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        jobs.iter()
+            .map(|j| (j.review.id.clone(), j.attempt))
+            .collect::<Vec<_>>(),
+        [(posted.id.clone(), 1)]
+    );
+    assert!(
+        store
+            .claim_pushbacks(at(400), at(60_400), 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased"
+    );
+    store
+        .finish_pushback(
+            &posted.id,
+            "pending",
+            Some("GitLab 503"),
+            Some(at(5_000)),
+            at(500),
+        )
+        .await
+        .expect("retry");
+    assert!(
+        store
+            .claim_pushbacks(at(1_000), at(61_000), 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not before its retry time"
+    );
+    let jobs = store
+        .claim_pushbacks(at(5_000), at(65_000), 10)
+        .await
+        .expect("claim");
+    assert_eq!(jobs.first().map(|j| j.attempt), Some(2));
+    store
+        .finish_pushback(&posted.id, "sent", None, None, at(5_100))
+        .await
+        .expect("sent");
+    let state = store.push_state(&posted.id).await.expect("state");
+    assert_eq!(
+        (state.state.as_deref(), state.attempts, state.error),
+        (Some("sent"), 2, None)
+    );
+    assert!(
+        store
+            .claim_pushbacks(at(999_999), at(1_999_999), 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    assert_eq!(
+        store.change_thread(&project, 1).await.expect("thread"),
+        ChangeThread::default()
+    );
+    let thread = ChangeThread {
+        summary_comment_id: Some("note-9".into()),
+        posted_fingerprints: vec!["f1".into(), "f2".into()],
+    };
+    store
+        .save_change_thread(&project, 1, &thread, at(6_000))
+        .await
+        .expect("save");
+    let again = ChangeThread {
+        summary_comment_id: Some("note-9".into()),
+        posted_fingerprints: vec!["f1".into(), "f2".into(), "f3".into()],
+    };
+    store
+        .save_change_thread(&project, 1, &again, at(7_000))
+        .await
+        .expect("update");
+    assert_eq!(
+        store.change_thread(&project, 1).await.expect("thread"),
+        again
+    );
+    assert_eq!(
+        store.change_thread(&project, 2).await.expect("thread"),
+        ChangeThread::default()
+    );
 }

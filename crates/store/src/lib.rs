@@ -290,4 +290,43 @@ pub trait Store: Send + Sync + 'static {
         &self,
         filter: &WebhookEventFilter,
     ) -> StoreResult<(Vec<WebhookEvent>, u64)>;
+
+    // ----- push-back ----------------------------------------------------------
+
+    /// Claims up to `limit` finished forge reviews whose push-back is due
+    /// (`pending`, `next_at` passed, no live lease) with a lease until
+    /// `lease_until`, counting the attempt. Two callers never claim the same
+    /// review while its lease lives.
+    async fn claim_pushbacks(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<PushJob>>;
+
+    /// Ends a push-back attempt: `sent`, `failed` or `skipped` (final), or
+    /// `pending` again with `retry_at`.
+    async fn finish_pushback(
+        &self,
+        review: &ReviewId,
+        state: &str,
+        error: Option<&str>,
+        retry_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// A review's push-back state.
+    async fn push_state(&self, review: &ReviewId) -> StoreResult<PushState>;
+
+    /// The thread of a merge/pull request (empty when nothing was posted).
+    async fn change_thread(&self, project: &ProjectId, number: u64) -> StoreResult<ChangeThread>;
+
+    /// Saves the thread of a merge/pull request.
+    async fn save_change_thread(
+        &self,
+        project: &ProjectId,
+        number: u64,
+        thread: &ChangeThread,
+        now: Timestamp,
+    ) -> StoreResult<()>;
 }

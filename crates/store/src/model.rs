@@ -648,3 +648,33 @@ pub struct ReviewChange {
     /// Post the results to the forge.
     pub send_to_platform: bool,
 }
+
+/// What happened to a forge review's push-back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushState {
+    /// `pending`, `sent`, `failed` or `skipped`; `None` when the review is
+    /// not posted anywhere.
+    pub state: Option<String>,
+    /// Tries so far.
+    pub attempts: u32,
+    /// The last error or the reason it was skipped.
+    pub error: Option<String>,
+}
+
+/// A claimed push-back job.
+#[derive(Debug, Clone)]
+pub struct PushJob {
+    /// The review to post.
+    pub review: Review,
+    /// Tries including this one.
+    pub attempt: u32,
+}
+
+/// The state of a merge/pull request's thread on the forge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeThread {
+    /// The summary comment to update.
+    pub summary_comment_id: Option<String>,
+    /// Fingerprints of findings already posted inline.
+    pub posted_fingerprints: Vec<String>,
+}
