@@ -81,6 +81,9 @@ pub struct ReviewView {
     pub reviewed_lines: u64,
     /// Rating 1-5 once completed.
     pub rating: Option<u8>,
+    /// Posting to the merge/pull request (detail view of forge reviews).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushView>,
     /// The runner task behind it.
     pub task: TaskView,
 }
@@ -261,4 +264,16 @@ pub struct TriggerManualReview {
 
 fn default_true() -> bool {
     true
+}
+
+/// What happened to a forge review's push-back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PushView {
+    /// `pending`, `sent`, `failed` or `skipped`.
+    pub state: String,
+    /// Tries so far.
+    pub attempts: u32,
+    /// The last forge error, or why it was skipped.
+    pub error: Option<String>,
 }

@@ -87,8 +87,9 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Binds `settings.listen` and serves. With `background_reaper` false
-    /// the reaper does not run by itself; call
-    /// [`crate::queue::reap_once`] (tests).
+    /// neither the reaper nor the push-back worker runs by itself; call
+    /// [`crate::queue::reap_once`] and [`crate::pushback::run::push_once`]
+    /// (tests).
     pub async fn start(
         settings: Settings,
         store: DynStore,
@@ -108,7 +109,18 @@ impl RunningServer {
                 })
                 .await
         });
-        let reaper = background_reaper.then(|| tokio::spawn(run_reaper(state.clone())));
+        let reaper = background_reaper.then(|| {
+            let pusher = tokio::spawn(crate::pushback::run::run_pusher(
+                state.clone(),
+                std::time::Duration::from_secs(1),
+                rx.clone(),
+            ));
+            let reaper = tokio::spawn(run_reaper(state.clone()));
+            tokio::spawn(async move {
+                let _ = pusher.await;
+                let _ = reaper.await;
+            })
+        });
         tracing::info!(listen.addr = %addr, database = state.store.backend_name(), "server listening");
         Ok(Self {
             addr,

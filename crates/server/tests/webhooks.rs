@@ -17,6 +17,7 @@ on_both_backends!(
     refusals_are_recorded_with_their_reasons,
     sync_pulls_projects_and_keeps_their_settings,
     manual_triggers_and_new_pushes_make_rounds_and_supersede,
+    results_are_pushed_back_once_per_finding_across_rounds,
 );
 
 const GL_TOKEN: &str = "glpat-fake-forge-token-0001";
@@ -681,5 +682,203 @@ async fn manual_triggers_and_new_pushes_make_rounds_and_supersede(backend: Backe
         .await
         .expect_error(400, "BAD_REQUEST");
     assert!(refused.error_detail().contains("disabled"));
+    s.app.stop().await;
+}
+
+fn finding(file: &str, line: u64, severity: &str, fp: &str, msg: &str) -> Value {
+    json!({"file": file, "line": line, "endLine": line, "severity": severity,
+           "category": "bug", "ruleId": "model/bug", "confidence": 0.9,
+           "message": msg, "fingerprint": fp, "source": "model"})
+}
+
+fn output(base: &str, head: &str, findings: Vec<Value>) -> Value {
+    json!({
+        "version": 1, "kind": "review", "baseSha": base, "headSha": head,
+        "files": [{"path": "main.py", "status": "modified", "additions": 2, "deletions": 1,
+                   "binary": false, "reviewStatus": "reviewed", "reviewedLines": 3}],
+        "totals": {"files": 1, "additions": 2, "deletions": 1},
+        "findings": findings,
+        "summary": "Two small problems.",
+        "assessment": "request_changes",
+        "rating": 2,
+        "ai": {"status": "completed", "chunks": 1},
+        "unanchored": [finding("main.py", 0, "info", "u1", "Consider a docstring.")],
+        "reviewedLines": 3,
+    })
+}
+
+async fn finish(
+    s: &Setup,
+    runner: &ai_review_protocol::client::RunnerClient,
+    findings: Vec<Value>,
+) {
+    let t = s.app.claim(runner).await.expect("claim");
+    let out = output(t.spec.base_sha.as_str(), t.spec.head_sha.as_str(), findings);
+    runner
+        .submit_result(
+            &t.task_id,
+            t.attempt,
+            ai_review_domain::TaskOutcome::Succeeded,
+            None,
+            false,
+            Some(out),
+        )
+        .await
+        .expect("result");
+}
+
+async fn results_are_pushed_back_once_per_finding_across_rounds(backend: Backend) {
+    use ai_review_server::pushback::run::push_once;
+    let s = setup(backend).await;
+    let cfg = platform(&s, "github", &s.forge.github_api_url(), GH_TOKEN).await;
+    let repo = s.forge.create_repo(
+        Forge::GitHub,
+        "owner/tool",
+        &[("main.py", "a = 1\nb = 2\nc = 3\n")],
+    );
+    seed_project(&s, &cfg, PlatformType::Github, &repo).await;
+    let head1 = s.forge.push_commit(
+        &repo,
+        "fix",
+        &[("main.py", Some("a = 10\nb = 2\nc = 30\n"))],
+        "one",
+    );
+    let n = s
+        .forge
+        .open_pull_request(&repo, "fix", "main", "Fix", "bob", false);
+    let url = hook_url(&s, "github");
+    let runner = s.app.runner(&s.app.admin, "r1", "").await;
+    let d = s
+        .forge
+        .send_github_pull_request_event(&url, SECRET, &repo, n, PrAction::Opened)
+        .await;
+    let review1 = answer(&d)["data"]["reviewId"]
+        .as_str()
+        .expect("queued")
+        .to_owned();
+    // Nothing is posted while the review runs.
+    assert_eq!(push_once(&s.app.server.state).await.sent, 0);
+    finish(
+        &s,
+        &runner,
+        vec![finding("main.py", 1, "error", "fp1", "a is wrong")],
+    )
+    .await;
+
+    // The forge keeps failing past the client's own retries: the job is
+    // retried later, nothing lost.
+    for _ in 0..4 {
+        s.forge.fail(
+            "POST /github/api/v3/repos/*/*/pulls/*/reviews",
+            ai_review_fake_forge::Failure::Status(502),
+        );
+    }
+    let pass = push_once(&s.app.server.state).await;
+    assert_eq!((pass.sent, pass.retried), (0, 1), "{pass:?}");
+    let waiting = s.app.review(&review1).await.push.expect("push state");
+    assert_eq!(waiting.state, "pending");
+    assert!(
+        waiting.error.as_deref().unwrap_or("").contains("502"),
+        "{waiting:?}"
+    );
+    s.app.advance(std::time::Duration::from_secs(600));
+    let pass = push_once(&s.app.server.state).await;
+    assert_eq!(pass.sent, 1, "{pass:?}");
+    let reviews = s.forge.reviews();
+    let comments: Vec<_> = reviews.iter().flat_map(|r| r.comments.clone()).collect();
+    assert_eq!(comments.len(), 1, "{reviews:#?}");
+    assert_eq!(
+        (comments[0].path.as_str(), comments[0].line),
+        ("main.py", 1)
+    );
+    assert!(comments[0].body.contains("a is wrong"));
+    let summaries = s.forge.issue_comments();
+    assert_eq!(summaries.len(), 1);
+    assert!(summaries[0].body.contains("ai-review:summary"));
+    assert!(
+        summaries[0].body.contains("Consider a docstring"),
+        "unanchored findings go to the summary"
+    );
+    let statuses = s.forge.statuses();
+    assert_eq!(
+        statuses
+            .last()
+            .map(|st| (st.sha.as_str(), st.state.as_str())),
+        Some((head1.as_str(), "failure"))
+    );
+    assert!(
+        s.forge.validation_failures().is_empty(),
+        "{:?}",
+        s.forge.validation_failures()
+    );
+    let sent = s.app.review(&review1).await;
+    assert_eq!(sent.status.as_str(), "completed");
+    let push = sent.push.expect("push state");
+    assert_eq!((push.state.as_str(), push.attempts), ("sent", 2));
+
+    // Round 2: the same finding is not posted again; the summary is updated.
+    let head2 = s.forge.push_commit(
+        &repo,
+        "fix",
+        &[("main.py", Some("a = 10\nb = 20\nc = 30\n"))],
+        "two",
+    );
+    let d = s
+        .forge
+        .send_github_pull_request_event(&url, SECRET, &repo, n, PrAction::Synchronize)
+        .await;
+    assert_eq!(answer(&d)["data"]["status"], "queued", "{}", d.response);
+    finish(
+        &s,
+        &runner,
+        vec![
+            finding("main.py", 1, "error", "fp1", "a is wrong"),
+            finding("main.py", 2, "warning", "fp2", "b too"),
+        ],
+    )
+    .await;
+    assert_eq!(push_once(&s.app.server.state).await.sent, 1);
+    let comments: Vec<_> = s
+        .forge
+        .reviews()
+        .iter()
+        .flat_map(|r| r.comments.clone())
+        .collect();
+    assert_eq!(comments.len(), 2, "fp1 once, fp2 once: {comments:#?}");
+    assert_eq!(
+        (comments[1].path.as_str(), comments[1].line),
+        ("main.py", 2)
+    );
+    let summaries = s.forge.issue_comments();
+    assert_eq!(summaries.len(), 1, "updated, not added");
+    assert!(
+        summaries[0].body.contains("round 2"),
+        "{}",
+        summaries[0].body
+    );
+    assert_eq!(
+        s.forge.statuses().last().map(|st| st.sha.clone()),
+        Some(head2.clone())
+    );
+
+    // sendToPlatform=false keeps the results in the dashboard only.
+    let quiet = s
+        .app
+        .post(
+            "/api/reviews/trigger-manual-review",
+            &s.app.admin.bearer(),
+            &json!({"projectId": s.app.review(&review1).await.project_id, "mrIid": n, "sendToPlatform": false}),
+        )
+        .await
+        .expect(202);
+    assert!(quiet.data()["id"].is_string());
+    finish(
+        &s,
+        &runner,
+        vec![finding("main.py", 3, "error", "fp3", "c")],
+    )
+    .await;
+    assert_eq!(push_once(&s.app.server.state).await, Default::default());
+    assert_eq!(s.forge.issue_comments().len(), 1);
     s.app.stop().await;
 }

@@ -178,11 +178,14 @@ async fn detail(state: &AppState, review: Review) -> ApiResult<ReviewView> {
     let attempts = state.store.task_attempts(&task.id).await?;
     let events = state.store.task_events(&task.id).await?;
     let spec = task.spec.clone();
-    Ok(views::review(
-        review,
-        &spec,
-        views::task(task, attempts, events),
-    ))
+    let push = state.store.push_state(&review.id).await?;
+    let mut view = views::review(review, &spec, views::task(task, attempts, events));
+    view.push = push.state.map(|s| ai_review_protocol::api::PushView {
+        state: s,
+        attempts: push.attempts,
+        error: push.error,
+    });
+    Ok(view)
 }
 
 /// `GET /api/reviews/:id`: the review with its task's state, phase,

@@ -83,6 +83,7 @@ pub fn review(r: Review, spec: &serde_json::Value, task: TaskView) -> ReviewView
     };
     ReviewView {
         round_number: r.round_number,
+        push: None,
         project_id: r.change.as_ref().map(|c| c.project_id.to_string()),
         change_number: r.change.as_ref().map(|c| c.number),
         ai_config_id: str_at(spec, "aiConfig", "id"),
