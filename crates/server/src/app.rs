@@ -189,6 +189,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/projects/{id}/config", get(routes::projects::config))
         .route(
+            "/api/projects/{id}/webhook/check",
+            post(routes::projects::check_webhook),
+        )
+        .route(
             "/api/settings/global",
             get(routes::projects::get_global)
                 .put(routes::projects::put_global)

@@ -73,6 +73,13 @@ pub struct ServerConfig {
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 200)]
     pub rate_limit_burst: u32,
 
+    /// The server's public base URL as forges and browsers reach it, e.g.
+    /// `https://ai-review.example.com`: webhook URLs are checked against
+    /// `<url>/api/webhook/gitlab|github`, and posted summaries link to
+    /// `<url>/reviews/<id>`.
+    #[arg(long, env = "AI_REVIEW_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Server key sealing secrets at rest (model API keys, forge tokens):
     /// base64 of 32 random bytes (`openssl rand -base64 32`). Default: a
     /// key generated once into `secret.key` in the data directory. Several
@@ -177,6 +184,25 @@ impl ServerConfig {
                 burst: self.rate_limit_burst.max(1),
             }),
             secrets: self.secret_box()?,
+            public_url: match self
+                .public_url
+                .as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+            {
+                None => None,
+                Some(u) => {
+                    let parsed = url::Url::parse(u).map_err(|e| {
+                        format!("AI_REVIEW_PUBLIC_URL={u:?} is not a URL ({e}); e.g. https://ai-review.example.com")
+                    })?;
+                    if !matches!(parsed.scheme(), "http" | "https") {
+                        return Err(
+                            "AI_REVIEW_PUBLIC_URL must be an http:// or https:// URL".into()
+                        );
+                    }
+                    Some(u.trim_end_matches('/').to_owned())
+                }
+            },
         })
     }
 }
@@ -232,6 +258,8 @@ pub struct Settings {
     pub rate_limit: Option<RateLimit>,
     /// Seals secrets (model API keys) at rest.
     pub secrets: SecretBox,
+    /// Public base URL (webhook checks, links in posted summaries).
+    pub public_url: Option<String>,
 }
 
 /// A per-client token bucket.
@@ -261,6 +289,7 @@ impl Default for Settings {
                 burst: 200,
             }),
             secrets: SecretBox::new(&SecretKey::generate(), &[]),
+            public_url: None,
         }
     }
 }

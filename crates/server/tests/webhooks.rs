@@ -16,6 +16,7 @@ on_both_backends!(
     github_pull_request_events_are_signed_and_follow_the_rules,
     refusals_are_recorded_with_their_reasons,
     sync_pulls_projects_and_keeps_their_settings,
+    webhook_checks_ask_the_forge,
     manual_triggers_and_new_pushes_make_rounds_and_supersede,
     results_are_pushed_back_once_per_finding_across_rounds,
 );
@@ -880,5 +881,60 @@ async fn results_are_pushed_back_once_per_finding_across_rounds(backend: Backend
     .await;
     assert_eq!(push_once(&s.app.server.state).await, Default::default());
     assert_eq!(s.forge.issue_comments().len(), 1);
+    s.app.stop().await;
+}
+
+async fn webhook_checks_ask_the_forge(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        s.public_url = Some("https://ai-review.example.com".into());
+    })
+    .await;
+    let forge = FakeForge::start(GL_TOKEN, GH_TOKEN).await;
+    let s = Setup { app, forge };
+    let admin = s.app.admin.bearer();
+    let cfg = platform(&s, "gitlab", &s.forge.gitlab_url(), GL_TOKEN).await;
+    let hooked = s
+        .forge
+        .create_repo(Forge::GitLab, "group/hooked", &[("a", "1\n")]);
+    let bare = s
+        .forge
+        .create_repo(Forge::GitLab, "group/bare", &[("a", "1\n")]);
+    s.forge.add_hook(
+        &hooked,
+        "https://ai-review.example.com/api/webhook/gitlab",
+        &["merge_requests_events", "note_events"],
+    );
+    let with_hook = seed_project(&s, &cfg, PlatformType::Gitlab, &hooked).await;
+    let without = seed_project(&s, &cfg, PlatformType::Gitlab, &bare).await;
+    let a = s
+        .app
+        .post(
+            &format!("/api/projects/{with_hook}/webhook/check"),
+            &admin,
+            &json!({}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        a.data()["webhookUrl"],
+        "https://ai-review.example.com/api/webhook/gitlab"
+    );
+    let b = s
+        .app
+        .post(
+            &format!("/api/projects/{without}/webhook/check"),
+            &admin,
+            &json!({}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(b.data()["status"], "not_configured");
+    let recorded = s
+        .app
+        .get(&format!("/api/projects/{with_hook}"), &admin)
+        .await
+        .expect(200);
+    assert_eq!(recorded.data()["webhookStatus"], a.data()["status"]);
+    assert_ne!(a.data()["status"], "not_configured");
     s.app.stop().await;
 }

@@ -181,7 +181,12 @@ async fn run_job_inner(
         .store
         .change_thread(&change.project_id, change.number)
         .await?;
-    let review_url = None;
+    let review_url_owned = state
+        .settings
+        .public_url
+        .as_ref()
+        .map(|u| format!("{u}/reviews/{}", review.id));
+    let review_url = review_url_owned.as_deref();
     if review.status == ReviewStatus::Failed {
         let reason = task
             .failure_reason
@@ -256,7 +261,7 @@ async fn run_job_inner(
         &out,
         &SummaryContext {
             round: review.round_number,
-            review_url: None,
+            review_url: review_url_owned.clone(),
             head_sha: review.head_sha.to_string(),
             new_findings,
             already_posted: already,

@@ -376,3 +376,61 @@ pub async fn put_global(
     tracing::info!(user.id = %caller.user.id, "global settings saved");
     Ok(Json(Envelope::ok(body(&saved)?)))
 }
+
+/// Answer of a webhook check.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCheck {
+    /// `active`, `inactive`, `error`, `unknown` or `not_configured`.
+    pub status: WebhookStatus,
+    /// The URL the forge's webhook must point at.
+    pub webhook_url: String,
+}
+
+/// `POST /api/projects/:id/webhook/check` (`project:update`): asks the
+/// forge whether a webhook points at this server and records the answer.
+pub async fn check_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Envelope<WebhookCheck>>> {
+    caller.require(Permission::ProjectUpdate)?;
+    let project = load(&state, &id).await?;
+    let base = state.settings.public_url.clone().ok_or_else(|| {
+        ApiError::bad_request(
+            "set AI_REVIEW_PUBLIC_URL to the URL forges reach this server at; webhooks are checked against <url>/api/webhook/<platform>",
+        )
+    })?;
+    let webhook_url = format!("{base}/api/webhook/{}", project.platform_type);
+    let config = crate::routes::platforms::find(&state, &project.platform_config_id)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("the project's platform config no longer exists"))?;
+    let stored: crate::routes::platforms::StoredPlatform = body(&config)?;
+    let forge = crate::webhooks::orchestrate::forge_of(&state, project.platform_type, &stored)
+        .map_err(ApiError::bad_request)?;
+    let pref = match project.platform_type {
+        PlatformType::Gitlab => project.external_id.clone(),
+        PlatformType::Github => project.path.clone(),
+    };
+    let status = match forge.webhook_status(&pref, &webhook_url).await {
+        Ok(s) => match s {
+            ai_review_forge::WebhookStatus::Active => WebhookStatus::Active,
+            ai_review_forge::WebhookStatus::Inactive => WebhookStatus::Inactive,
+            ai_review_forge::WebhookStatus::Error => WebhookStatus::Error,
+            ai_review_forge::WebhookStatus::Unknown => WebhookStatus::Unknown,
+            ai_review_forge::WebhookStatus::NotConfigured => WebhookStatus::NotConfigured,
+        },
+        Err(e) => {
+            tracing::warn!(project.id = %project.id, error = %e, "webhook check failed");
+            WebhookStatus::Error
+        }
+    };
+    state
+        .store
+        .set_webhook_status(&project.id, status, state.clock.now())
+        .await?;
+    Ok(Json(Envelope::ok(WebhookCheck {
+        status,
+        webhook_url,
+    })))
+}
