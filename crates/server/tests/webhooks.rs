@@ -17,6 +17,7 @@ on_both_backends!(
     refusals_are_recorded_with_their_reasons,
     sync_pulls_projects_and_keeps_their_settings,
     webhook_checks_ask_the_forge,
+    opened_merge_requests_are_assigned_as_configured,
     manual_triggers_and_new_pushes_make_rounds_and_supersede,
     results_are_pushed_back_once_per_finding_across_rounds,
 );
@@ -936,5 +937,57 @@ async fn webhook_checks_ask_the_forge(backend: Backend) {
         .expect(200);
     assert_eq!(recorded.data()["webhookStatus"], a.data()["status"]);
     assert_ne!(a.data()["status"], "not_configured");
+    s.app.stop().await;
+}
+
+async fn opened_merge_requests_are_assigned_as_configured(backend: Backend) {
+    let s = setup(backend).await;
+    let admin = s.app.admin.bearer();
+    let cfg = platform(&s, "gitlab", &s.forge.gitlab_url(), GL_TOKEN).await;
+    let repo = s
+        .forge
+        .create_repo(Forge::GitLab, "group/app", &[("a", "1\n")]);
+    seed_project(&s, &cfg, PlatformType::Gitlab, &repo).await;
+    let carol = s.forge.user_id("carol");
+    s.app
+        .send(
+            s.app
+                .request(reqwest::Method::PUT, "/api/settings/global")
+                .json(&json!({
+                    "autoAssignAuthor": true, "defaultReviewerIds": [carol.to_string()],
+                })),
+            &admin,
+        )
+        .await
+        .expect(200);
+    s.forge.push_commit(&repo, "f", &[("a", Some("2\n"))], "c");
+    let iid = s
+        .forge
+        .open_merge_request(&repo, "f", "main", "t", "alice", false);
+    let url = hook_url(&s, "gitlab");
+    let d = s
+        .forge
+        .send_gitlab_mr_event(&url, SECRET, &repo, iid, MrAction::Open)
+        .await;
+    assert_eq!(answer(&d)["data"]["status"], "queued", "{}", d.response);
+    let updates = s.forge.mr_updates();
+    let alice = s.forge.user_id("alice");
+    assert!(
+        updates.iter().any(|u| u.iid == iid
+            && u.assignee_ids
+                .as_deref()
+                .is_some_and(|a| a.contains(&alice))
+            && u.reviewer_ids
+                .as_deref()
+                .is_some_and(|r| r.contains(&carol))),
+        "{updates:?}"
+    );
+    // An update (new push) does not assign again.
+    let before = s.forge.mr_updates().len();
+    s.forge.push_commit(&repo, "f", &[("a", Some("3\n"))], "c2");
+    s.forge
+        .send_gitlab_mr_event(&url, SECRET, &repo, iid, MrAction::Update)
+        .await;
+    assert_eq!(s.forge.mr_updates().len(), before);
     s.app.stop().await;
 }
