@@ -144,6 +144,12 @@ pub struct ReviewSettings {
     /// Repository name or URL, for the prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
+    /// Incremental round: the head reviewed last time. Only hunks with
+    /// lines changed since it go to the model; the others are listed in
+    /// `notReviewed` as unchanged since then. Ignored (whole change
+    /// reviewed, with a note) when the commit is not in the checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_sha: Option<String>,
 }
 
 /// How a file changed between base and head.

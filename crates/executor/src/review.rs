@@ -218,6 +218,16 @@ pub fn review(
                 .collect(),
         });
     }
+    let unchanged_hunks = match task.review.since_sha.as_deref() {
+        Some(since) => {
+            let (unchanged, note) =
+                incremental(repo, since, &task.head_sha, &reviewable, &mut files)?;
+            say(log, format_args!("{note}"));
+            reviewable.retain(|r| files[r.index].review_status != Some(FileReviewStatus::Skipped));
+            unchanged
+        }
+        None => Vec::new(),
+    };
     let skipped: Vec<&FileStat> = files
         .iter()
         .filter(|f| f.review_status == Some(FileReviewStatus::Skipped))
@@ -243,6 +253,11 @@ pub fn review(
         .iter()
         .map(|r| vec![HunkState::Pending; r.patch.hunks.len()])
         .collect();
+    for (file_index, hunk, reason) in unchanged_hunks {
+        if let Some(ri) = ctx.reviewable.iter().position(|r| r.index == file_index) {
+            ctx.states[ri][hunk] = HunkState::Left(reason);
+        }
+    }
 
     let ai = match (&task.model, gateway) {
         (Some(model), Some(gw)) => ctx.run_model(model, gw, &skip_counts, log),
@@ -383,7 +398,16 @@ impl<'a> Context<'a> {
                     .patch
                     .hunks
                     .iter()
-                    .map(|h| estimate_tokens(&render_hunk(h)))
+                    .enumerate()
+                    // Hunks already settled (unchanged since the last
+                    // round) cost nothing and are never sent.
+                    .map(|(h, hunk)| {
+                        if self.states[i][h] == HunkState::Pending {
+                            estimate_tokens(&render_hunk(hunk))
+                        } else {
+                            0
+                        }
+                    })
                     .collect(),
             })
             .collect();
@@ -448,13 +472,25 @@ impl<'a> Context<'a> {
                 .iter()
                 .map(|p| {
                     let patch: &'a FilePatch = self.reviewable[p.file].patch;
-                    (p.file, p.hunks.iter().map(|&h| &patch.hunks[h]).collect())
+                    let pending = p
+                        .hunks
+                        .iter()
+                        .filter(|&&h| self.states[p.file][h] == HunkState::Pending)
+                        .map(|&h| &patch.hunks[h])
+                        .collect();
+                    (p.file, pending)
                 })
+                .filter(|(_, hs): &(usize, Vec<&Hunk>)| !hs.is_empty())
                 .collect();
+            if parts.is_empty() {
+                continue;
+            }
             let mark = |ctx: &mut Self, state: HunkState| {
                 for p in &chunk.parts {
                     for &h in &p.hunks {
-                        ctx.states[p.file][h] = state.clone();
+                        if ctx.states[p.file][h] == HunkState::Pending {
+                            ctx.states[p.file][h] = state.clone();
+                        }
                     }
                 }
             };
@@ -873,4 +909,92 @@ fn call_failure(e: &CallError) -> (String, bool) {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
+}
+
+/// A hunk left out of an incremental round: file index, hunk index, reason.
+type UnchangedHunk = (usize, usize, String);
+
+/// Incremental rounds: which hunks of the change have no line changed since
+/// `since` (the head reviewed last time). Files with none changed become
+/// `skipped`; partly changed files keep only their changed hunks for the
+/// model, the others are returned as `(file index, hunk, reason)` to be
+/// listed in `notReviewed`. When `since` is not in the checkout (a force
+/// push rewrote history), nothing is filtered and the note says so.
+fn incremental(
+    repo: &Path,
+    since: &str,
+    head: &str,
+    reviewable: &[Reviewable<'_>],
+    files: &mut [FileStat],
+) -> Result<(Vec<UnchangedHunk>, String), ExecError> {
+    let short = &since[..since.len().min(12)];
+    let valid = since.len() >= 7 && since.bytes().all(|b| b.is_ascii_hexdigit());
+    if !valid || crate::git(repo, &["cat-file", "-e", &format!("{since}^{{commit}}")]).is_err() {
+        return Ok((
+            Vec::new(),
+            format!(
+                "incremental: {short} is not in the checkout (history rewritten?): reviewing the whole change"
+            ),
+        ));
+    }
+    let raw = crate::git(
+        repo,
+        &[
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            "-U0",
+            "-M",
+            since,
+            head,
+        ],
+    )?;
+    let patches = crate::diff::parse_patch(&String::from_utf8_lossy(&raw))?;
+    // New-side lines touched since the last round, per path.
+    let mut touched: std::collections::HashMap<&str, Vec<(u32, u32)>> = Default::default();
+    for p in &patches {
+        let Some(path) = p.new_path.as_deref() else {
+            continue;
+        };
+        for h in &p.hunks {
+            // A pure deletion touches the lines around where it happened.
+            let (lo, hi) = if h.new_lines == 0 {
+                (h.new_start, h.new_start + 1)
+            } else {
+                (h.new_start, h.new_start + h.new_lines - 1)
+            };
+            touched.entry(path).or_default().push((lo, hi));
+        }
+    }
+    let reason = format!("unchanged since the last reviewed head {short}");
+    let mut unchanged = Vec::new();
+    let mut files_skipped = 0;
+    for r in reviewable {
+        let f = &mut files[r.index];
+        let ranges = touched.get(f.path.as_str());
+        let mut any = false;
+        let mut left = Vec::new();
+        for (hi, h) in r.patch.hunks.iter().enumerate() {
+            let (lo, up) = (h.new_start, h.new_start + h.new_lines.max(1) - 1);
+            let hit = ranges.is_some_and(|rs| rs.iter().any(|&(a, b)| a <= up && lo <= b));
+            if hit {
+                any = true;
+            } else {
+                left.push((r.index, hi, reason.clone()));
+            }
+        }
+        if any {
+            unchanged.extend(left);
+        } else {
+            f.review_status = Some(FileReviewStatus::Skipped);
+            f.reason = Some(reason.clone());
+            files_skipped += 1;
+        }
+    }
+    Ok((
+        unchanged,
+        format!(
+            "incremental: reviewing what changed since {short}; {files_skipped} files unchanged since then"
+        ),
+    ))
 }

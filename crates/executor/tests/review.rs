@@ -81,6 +81,7 @@ fn settings() -> ReviewSettings {
         title: Some("Load JSON".into()),
         branch: Some("feature/json".into()),
         repository: Some("acme/app".into()),
+        since_sha: None,
     }
 }
 
@@ -732,6 +733,7 @@ fn prompts_are_stable() {
         title: Some("Look up by name".into()),
         branch: Some("lookup".into()),
         repository: Some("acme/store".into()),
+        since_sha: None,
     };
     let (out, _) = run(
         &r,
@@ -747,4 +749,83 @@ fn prompts_are_stable() {
     let req = &gw.requests()[0];
     insta::assert_snapshot!("system_prompt", req.messages[0].content);
     insta::assert_snapshot!("user_prompt", req.messages[1].content);
+}
+
+#[test]
+fn incremental_rounds_review_only_what_changed_since_the_last_head() {
+    let r = Repo::new();
+    let body = |marks: &[(usize, &str)]| -> String {
+        (1..=40)
+            .map(|i| {
+                marks
+                    .iter()
+                    .find(|(l, _)| *l == i)
+                    .map_or_else(|| format!("line_{i} = {i}\n"), |(_, t)| format!("{t}\n"))
+            })
+            .collect()
+    };
+    r.write("a.py", body(&[]));
+    r.write("b.py", body(&[]));
+    let base = r.commit("base");
+    r.write("a.py", body(&[(3, "first = 1"), (30, "second = 1")]));
+    r.write("b.py", body(&[(5, "other = 1")]));
+    let round1 = r.commit("round 1");
+    r.write("a.py", body(&[(3, "first = 1"), (30, "second = 2")]));
+    let head = r.commit("round 2");
+    let gw = MockGateway::start(|_, _| Reply::Answer(answer("ok", "approve", 5, vec![])));
+    let mut settings = ReviewSettings::default();
+    settings.since_sha = Some(round1.clone());
+    let t = task(&base, &head, Some(model(20_000, 500, 100_000)), settings);
+    let (out, log) = run(&r, &t, Some(&gw));
+    assert!(
+        log.contains("incremental: reviewing what changed since"),
+        "{log}"
+    );
+    let sent: String = gw.requests().iter().map(|q| user(q).to_owned()).collect();
+    assert!(
+        sent.contains("second = 2"),
+        "the changed hunk goes to the model"
+    );
+    assert!(
+        !sent.contains("first = 1"),
+        "the unchanged hunk does not: {sent}"
+    );
+    assert!(!sent.contains("b.py"), "the unchanged file does not");
+    let b = file(&out, "b.py");
+    assert_eq!(b.review_status, Some(FileReviewStatus::Skipped));
+    assert!(
+        b.reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("unchanged since the last reviewed head"),
+        "{b:?}"
+    );
+    assert_eq!(
+        file(&out, "a.py").review_status,
+        Some(FileReviewStatus::Partial)
+    );
+    let left: Vec<_> = out
+        .not_reviewed
+        .iter()
+        .filter(|n| n.path == "a.py")
+        .collect();
+    assert!(
+        !left.is_empty()
+            && left.iter().all(|n| n
+                .reason
+                .starts_with("unchanged since the last reviewed head")
+                && n.lines.iter().any(|l| l.start <= 3 && 3 <= l.end)),
+        "{left:?}"
+    );
+
+    // A head no longer in history: the whole change, with a note.
+    let mut settings = ReviewSettings::default();
+    settings.since_sha = Some("f".repeat(40));
+    let t = task(&base, &head, Some(model(20_000, 500, 100_000)), settings);
+    let (out, log) = run(&r, &t, Some(&gw));
+    assert!(log.contains("is not in the checkout"), "{log}");
+    assert_eq!(
+        file(&out, "b.py").review_status,
+        Some(FileReviewStatus::Reviewed)
+    );
 }

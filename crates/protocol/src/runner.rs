@@ -172,6 +172,11 @@ pub struct TaskSpec {
     /// Project exclude globs.
     #[serde(default)]
     pub excludes: Vec<String>,
+    /// The head reviewed by the change's last completed round: only what
+    /// changed since is sent to the model (the rest is listed with that
+    /// reason). `None` reviews the whole change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_sha: Option<CommitSha>,
     /// HTTP basic credentials for the clone only (forge projects). In a
     /// claim answer the password is in clear; the runner hands it to git as
     /// a header, masks it in logs and never passes it into the container.

@@ -158,6 +158,7 @@ pub fn review_settings(spec: &TaskSpec) -> ReviewSettings {
         title: spec.title.clone(),
         branch: spec.branch.clone(),
         repository: Some(repository_name(spec.repo_url.as_str())),
+        since_sha: spec.since_sha.as_ref().map(ToString::to_string),
     }
 }
 
@@ -1180,6 +1181,7 @@ mod tests {
                 instructions: "check indexes".into(),
             }],
             excludes: vec!["dist/**".into()],
+            since_sha: None,
             clone_credentials: None,
         };
         assert!(clone_auth_header(&spec).is_none());

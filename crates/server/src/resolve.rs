@@ -227,6 +227,7 @@ mod tests {
             template: None,
             rules: Vec::new(),
             excludes: Vec::new(),
+            since_sha: None,
             clone_credentials: Some(CloneCredentials {
                 username: "oauth2".into(),
                 password: Some(SecretString::new("glpat-secret-token")),

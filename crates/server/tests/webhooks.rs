@@ -713,7 +713,7 @@ async fn finish(
     s: &Setup,
     runner: &ai_review_protocol::client::RunnerClient,
     findings: Vec<Value>,
-) {
+) -> Option<String> {
     let t = s.app.claim(runner).await.expect("claim");
     let out = output(t.spec.base_sha.as_str(), t.spec.head_sha.as_str(), findings);
     runner
@@ -727,6 +727,7 @@ async fn finish(
         )
         .await
         .expect("result");
+    t.spec.since_sha.map(|s| s.to_string())
 }
 
 async fn results_are_pushed_back_once_per_finding_across_rounds(backend: Backend) {
@@ -830,7 +831,7 @@ async fn results_are_pushed_back_once_per_finding_across_rounds(backend: Backend
         .send_github_pull_request_event(&url, SECRET, &repo, n, PrAction::Synchronize)
         .await;
     assert_eq!(answer(&d)["data"]["status"], "queued", "{}", d.response);
-    finish(
+    let since = finish(
         &s,
         &runner,
         vec![
@@ -839,6 +840,17 @@ async fn results_are_pushed_back_once_per_finding_across_rounds(backend: Backend
         ],
     )
     .await;
+    assert_eq!(
+        since.as_deref(),
+        Some(head1.as_str()),
+        "round 2 reviews what changed since round 1"
+    );
+    // The same head again (e.g. a title edit) is not reviewed twice.
+    let d = s
+        .forge
+        .send_github_pull_request_event(&url, SECRET, &repo, n, PrAction::Synchronize)
+        .await;
+    assert_eq!(answer(&d)["data"]["status"], "ignored", "{}", d.response);
     assert_eq!(push_once(&s.app.server.state).await.sent, 1);
     let comments: Vec<_> = s
         .forge

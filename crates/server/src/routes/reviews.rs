@@ -76,6 +76,8 @@ pub struct Enqueue {
     pub created_by: UserId,
     /// The forge change it reviews.
     pub change: Option<ReviewChange>,
+    /// Incremental round: the head the change's last completed review saw.
+    pub since_sha: Option<CommitSha>,
 }
 
 /// Queues a review: resolves the AI config, template and rules, freezes
@@ -102,6 +104,7 @@ pub async fn enqueue(state: &AppState, e: Enqueue) -> ApiResult<(Review, Task)> 
         template: resolved.template,
         rules: resolved.rules,
         excludes: e.excludes,
+        since_sha: e.since_sha,
         clone_credentials: e.clone_credentials,
     };
     let spec = crate::resolve::stored_spec(&spec, sealed_key.as_deref(), &state.settings.secrets)?;
@@ -152,6 +155,7 @@ pub async fn create(
             clone_credentials: None,
             created_by: caller.user.id.clone(),
             change: None,
+            since_sha: None,
         },
     )
     .await?;

@@ -222,6 +222,34 @@ async fn run_inner(
             change_word(t.platform)
         )));
     }
+    // Incremental rounds: what the change's last completed review saw.
+    let (last_reviews, _) = state
+        .store
+        .list_reviews(&ai_review_store::ReviewFilter {
+            project_id: Some(project.id.clone()),
+            status: Some(ai_review_domain::ReviewStatus::Completed),
+            limit: 100,
+            ..ai_review_store::ReviewFilter::default()
+        })
+        .await?;
+    let last = last_reviews
+        .into_iter()
+        .find(|r| r.change.as_ref().is_some_and(|c| c.number == t.number));
+    if let Some(last) = &last
+        && last.head_sha == change.head_sha
+        && !t.manual
+    {
+        return Ok(Outcome::Ignored(format!(
+            "head {} was already reviewed in round {}; comment /ai-review to review it again",
+            change.head_sha, last.round_number
+        )));
+    }
+    // A command asks for a fresh look at the whole change.
+    let since_sha = if t.manual {
+        None
+    } else {
+        last.map(|l| l.head_sha)
+    };
     let repo_url = match RepoUrl::parse(&project.clone_url) {
         Ok(u) => u,
         Err(e) => {
@@ -249,6 +277,7 @@ async fn run_inner(
                 password: Some(creds.password),
             }),
             created_by,
+            since_sha,
             change: Some(ReviewChange {
                 project_id: project.id.clone(),
                 number: t.number,
