@@ -773,8 +773,10 @@ fn incremental_rounds_review_only_what_changed_since_the_last_head() {
     r.write("a.py", body(&[(3, "first = 1"), (30, "second = 2")]));
     let head = r.commit("round 2");
     let gw = MockGateway::start(|_, _| Reply::Answer(answer("ok", "approve", 5, vec![])));
-    let mut settings = ReviewSettings::default();
-    settings.since_sha = Some(round1.clone());
+    let settings = ReviewSettings {
+        since_sha: Some(round1.clone()),
+        ..ReviewSettings::default()
+    };
     let t = task(&base, &head, Some(model(20_000, 500, 100_000)), settings);
     let (out, log) = run(&r, &t, Some(&gw));
     assert!(
@@ -819,8 +821,10 @@ fn incremental_rounds_review_only_what_changed_since_the_last_head() {
     );
 
     // A head no longer in history: the whole change, with a note.
-    let mut settings = ReviewSettings::default();
-    settings.since_sha = Some("f".repeat(40));
+    let settings = ReviewSettings {
+        since_sha: Some("f".repeat(40)),
+        ..ReviewSettings::default()
+    };
     let t = task(&base, &head, Some(model(20_000, 500, 100_000)), settings);
     let (out, log) = run(&r, &t, Some(&gw));
     assert!(log.contains("is not in the checkout"), "{log}");
