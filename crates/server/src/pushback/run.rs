@@ -17,8 +17,8 @@ use crate::app::AppState;
 use crate::pushback::render::{SummaryContext, commit_state, inline_comments, summary_markdown};
 use crate::routes::configs::body;
 use crate::routes::platforms::{StoredPlatform, find};
-use crate::webhooks::orchestrate::forge_of;
-use ai_review_domain::{PlatformType, ReviewStatus, Timestamp};
+use crate::webhooks::orchestrate::{forge_of, project_ref};
+use ai_review_domain::{ReviewStatus, Timestamp};
 use ai_review_executor::ExecutorOutput;
 use ai_review_executor::checks::Severity;
 use ai_review_forge::{CommitState, ForgeError};
@@ -121,13 +121,6 @@ fn retry_or_fail(what: &str, e: &ForgeError) -> JobEnd {
         JobEnd::Retry(msg)
     } else {
         JobEnd::Failed(msg)
-    }
-}
-
-fn project_ref(platform: PlatformType, external_id: &str, path: &str) -> String {
-    match platform {
-        PlatformType::Gitlab => external_id.to_owned(),
-        PlatformType::Github => path.to_owned(),
     }
 }
 

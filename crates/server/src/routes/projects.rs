@@ -408,10 +408,11 @@ pub async fn check_webhook(
     let stored: crate::routes::platforms::StoredPlatform = body(&config)?;
     let forge = crate::webhooks::orchestrate::forge_of(&state, project.platform_type, &stored)
         .map_err(ApiError::bad_request)?;
-    let pref = match project.platform_type {
-        PlatformType::Gitlab => project.external_id.clone(),
-        PlatformType::Github => project.path.clone(),
-    };
+    let pref = crate::webhooks::orchestrate::project_ref(
+        project.platform_type,
+        &project.external_id,
+        &project.path,
+    );
     let status = match forge.webhook_status(&pref, &webhook_url).await {
         Ok(s) => match s {
             ai_review_forge::WebhookStatus::Active => WebhookStatus::Active,

@@ -80,7 +80,7 @@ async fn webhook_user(state: &AppState) -> Result<UserId, StoreError> {
 
 /// The forge's name for a project in API paths: GitLab's numeric id,
 /// GitHub's `owner/name`.
-fn project_ref(platform: PlatformType, external_id: &str, path: &str) -> String {
+pub fn project_ref(platform: PlatformType, external_id: &str, path: &str) -> String {
     match platform {
         PlatformType::Gitlab => external_id.to_owned(),
         PlatformType::Github => path.to_owned(),
