@@ -506,6 +506,7 @@ mod tests {
             fingerprint: format!("fp-{file}-{line}"),
             source: FindingSource::Check,
             suggestion: None,
+            old_end_line: None,
         }
     }
 

@@ -60,6 +60,7 @@ fn to_finding(f: &ModelFinding, line: u32, end_line: u32, content: &str) -> Find
         message: f.message.trim().to_owned(),
         source: FindingSource::Model,
         suggestion: f.suggestion.clone().filter(|s| !s.trim().is_empty()),
+        old_end_line: None,
     }
 }
 
@@ -92,12 +93,13 @@ pub fn anchor(f: &ModelFinding, sent: &[SentFile<'_>]) -> Anchored {
             let (_, last) = h.new_range();
             let end = f.end_line.clamp(f.start_line, last);
             let content = normalise_lines((f.start_line..=end).filter_map(|n| h.new_line(n)));
-            Some((end, content))
+            Some((end, content, h.context_old_line(end)))
         })
     });
     match placed {
-        Some((end, content)) => {
+        Some((end, content, old_end)) => {
             let mut out = to_finding(f, f.start_line, end, &content);
+            out.old_end_line = old_end;
             out.file = path.to_owned();
             out.fingerprint = fingerprint(&out.rule_id, path, &content);
             Anchored::Placed(out)
@@ -175,6 +177,11 @@ mod tests {
             .placed()
             .expect("anchored");
         assert_eq!((ok.file.as_str(), ok.line, ok.end_line), ("a.rs", 11, 13));
+        assert_eq!(ok.old_end_line, Some(12), "line 13 is unchanged context");
+        let added = anchor(&finding("a.rs", 11, 12), &sent)
+            .placed()
+            .expect("anchored");
+        assert_eq!(added.old_end_line, None, "line 12 was added");
         assert_eq!(
             (ok.category.as_str(), ok.rule_id.as_str()),
             ("error-handling", "model/error-handling")

@@ -64,6 +64,10 @@ pub struct Finding {
     /// proposed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suggestion: Option<String>,
+    /// Old-side number of `end_line` when that line is unchanged context
+    /// (GitLab needs it to place a comment there); `None` for added lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_end_line: Option<u32>,
 }
 
 struct SecretRule {
@@ -156,6 +160,7 @@ pub fn run_checks(files: &[FilePatch]) -> Vec<Finding> {
                             fingerprint: fingerprint(&format!("secret/{}", rule.id), path, secret),
                             source: FindingSource::Check,
                             suggestion: None,
+                            old_end_line: None,
                         });
                     }
                 }
@@ -175,6 +180,7 @@ pub fn run_checks(files: &[FilePatch]) -> Vec<Finding> {
                         fingerprint: fingerprint("merge-conflict/marker", path, text.trim()),
                         source: FindingSource::Check,
                         suggestion: None,
+                        old_end_line: None,
                     });
                 }
             }

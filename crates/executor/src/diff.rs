@@ -42,6 +42,32 @@ impl Hunk {
         })
     }
 
+    /// The old-side number of new line `new` when that line is unchanged
+    /// context (forges such as GitLab need both numbers to comment on it);
+    /// `None` for added lines and lines outside the hunk.
+    pub fn context_old_line(&self, new: u32) -> Option<u32> {
+        let (mut o, mut n) = (self.old_start, self.new_start);
+        for l in &self.lines {
+            match l {
+                DiffLine::Context(_) => {
+                    if n == new {
+                        return Some(o);
+                    }
+                    o += 1;
+                    n += 1;
+                }
+                DiffLine::Added(_) => {
+                    if n == new {
+                        return None;
+                    }
+                    n += 1;
+                }
+                DiffLine::Removed(_) => o += 1,
+            }
+        }
+        None
+    }
+
     /// The new-side lines the hunk covers, inclusive; a pure deletion
     /// covers the line it follows (at least line 1).
     pub fn new_range(&self) -> (u32, u32) {
@@ -323,6 +349,29 @@ pub fn apply(old: &[&str], patch: &FilePatch) -> Result<Vec<String>, ExecError> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn context_lines_know_their_old_numbers() {
+        let h = Hunk {
+            old_start: 10,
+            old_lines: 4,
+            new_start: 20,
+            new_lines: 4,
+            lines: vec![
+                DiffLine::Context("a".into()),
+                DiffLine::Removed("b".into()),
+                DiffLine::Added("B".into()),
+                DiffLine::Added("B2".into()),
+                DiffLine::Context("c".into()),
+                DiffLine::Removed("d".into()),
+            ],
+        };
+        assert_eq!(h.context_old_line(20), Some(10));
+        assert_eq!(h.context_old_line(21), None, "added");
+        assert_eq!(h.context_old_line(22), None, "added");
+        assert_eq!(h.context_old_line(23), Some(12));
+        assert_eq!(h.context_old_line(24), None, "outside");
+    }
+
     use super::*;
     use proptest::prelude::*;
     use std::path::Path;

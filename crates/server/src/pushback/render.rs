@@ -195,7 +195,7 @@ pub fn inline_comments(
             ),
             line: f.line,
             end_line: f.end_line,
-            end_old_line: None,
+            end_old_line: f.old_end_line,
             body: inline_body(f),
             suggestion: f.suggestion.clone(),
             fingerprint: f.fingerprint.clone(),
@@ -793,6 +793,7 @@ mod tests {
             fingerprint: fp.into(),
             source: FindingSource::Model,
             suggestion: None,
+            old_end_line: None,
         }
     }
 
