@@ -4,8 +4,8 @@ use crate::diff::{self, Side};
 use crate::git::{self, Heads};
 use crate::http::{self, Paging, Req, error, json};
 use crate::{
-    BOT_USERNAME, Change, CommitStatus, Forge, IssueComment, PrAction, Repo, RepoState, Review,
-    ReviewComment, Shared, User, now,
+    Assignment, BOT_USERNAME, Change, CommitStatus, Forge, IssueComment, PrAction, Repo, RepoState,
+    Review, ReviewComment, Shared, User, now,
 };
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -157,6 +157,14 @@ async fn repo_route(
             _ => not_found(),
         },
         ("POST", ["statuses", sha]) => create_status(shared, req, repo, sha).await,
+        ("POST", ["issues", n, "assignees"]) => match change(n) {
+            Some(c) => assign(shared, req, repo, &c, false).await,
+            None => not_found(),
+        },
+        ("POST", ["pulls", n, "requested_reviewers"]) => match change(n) {
+            Some(c) => assign(shared, req, repo, &c, true).await,
+            None => not_found(),
+        },
         _ => not_found(),
     }
 }
@@ -818,6 +826,145 @@ async fn create_status(shared: &Arc<Shared>, req: &Req, repo: &RepoState, sha: &
             "creator": user_by_login(shared, &users, BOT_USERNAME),
         }),
     )
+}
+
+/// The logins under `key` of the request body (`[]` if absent).
+fn logins(body: &Value, key: &str) -> Result<Vec<String>, String> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("For 'items', {i} is not a string."))
+            })
+            .collect(),
+        Some(other) => Err(format!("For 'properties/{key}', {other} is not an array.")),
+    }
+}
+
+/// `POST /issues/:n/assignees` (`reviewers == false`, answers the issue) or
+/// `POST /pulls/:n/requested_reviewers` (answers the pull request): adds
+/// the known logins, ignoring unknown ones as GitHub does.
+async fn assign(
+    shared: &Arc<Shared>,
+    req: &Req,
+    repo: &RepoState,
+    c: &Change,
+    reviewers: bool,
+) -> Response {
+    let body = req.json.clone().unwrap_or(Value::Null);
+    let key = if reviewers { "reviewers" } else { "assignees" };
+    let sent = match logins(&body, key) {
+        Ok(l) => l,
+        Err(e) => {
+            return unprocessable(
+                shared,
+                req,
+                format!("{key} is invalid: {e}"),
+                &json!({
+                    "message": format!("Invalid request.\n\n{e}"),
+                    "documentation_url": "https://docs.github.com/rest",
+                    "status": "422",
+                }),
+            );
+        }
+    };
+    let all = users(shared);
+    let author = login(&all, c.author);
+    if reviewers && sent.contains(&author) {
+        return unprocessable(
+            shared,
+            req,
+            format!("{author} is the pull request's author and cannot review it"),
+            &json!({
+                "message": "Review cannot be requested from pull request author.",
+                "documentation_url": "https://docs.github.com/rest/pulls/review-requests#request-reviewers-for-a-pull-request",
+                "status": "422",
+            }),
+        );
+    }
+    let updated = {
+        let mut st = shared.state();
+        let ids: Vec<u64> = sent
+            .iter()
+            .filter_map(|l| st.users.iter().find(|u| &u.username == l).map(|u| u.id))
+            .collect();
+        st.assignments.push(Assignment {
+            repo: repo.repo.path.clone(),
+            number: c.number,
+            assignees: if reviewers { Vec::new() } else { sent.clone() },
+            reviewers: if reviewers { sent } else { Vec::new() },
+        });
+        let stamp = now();
+        let Some(change) = st.change_mut(Forge::GitHub, repo.repo.id, c.number) else {
+            return not_found();
+        };
+        let list = if reviewers {
+            &mut change.reviewers
+        } else {
+            &mut change.assignees
+        };
+        for id in ids {
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        }
+        change.updated_at = stamp;
+        change.clone()
+    };
+    shared.changed.notify_waiters();
+    let dir = shared.repo_dir(Forge::GitHub, &repo.repo.path);
+    let (heads, files) = match git::heads(&dir, &updated.source, &updated.target).await {
+        Ok(h) => match git::diff(&dir, &h.base, &h.head).await {
+            Ok(f) => (h, f.len()),
+            Err(e) => return error(Forge::GitHub, StatusCode::INTERNAL_SERVER_ERROR, &e),
+        },
+        Err(e) => return error(Forge::GitHub, StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    let pr = pr_json_with(shared, repo, &updated, &heads, files);
+    if reviewers {
+        return json(StatusCode::CREATED, &pr);
+    }
+    json(
+        StatusCode::CREATED,
+        &issue_json(shared, repo, &updated, &pr),
+    )
+}
+
+/// The issue side of pull request `c` (`pr` is its pull request JSON).
+fn issue_json(shared: &Shared, repo: &RepoState, c: &Change, pr: &Value) -> Value {
+    let users = users(shared);
+    json!({
+        "url": format!("{}/repos/{}/issues/{}", api(shared), repo.repo.path, c.number),
+        "repository_url": format!("{}/repos/{}", api(shared), repo.repo.path),
+        "html_url": pr["html_url"],
+        "id": c.id + 1_000_000,
+        "node_id": format!("I_fake{}", c.id),
+        "number": c.number,
+        "title": c.title,
+        "user": user_json(shared, &users, c.author),
+        "labels": [],
+        "state": if c.open { "open" } else { "closed" },
+        "locked": false,
+        "assignee": pr["assignee"],
+        "assignees": pr["assignees"],
+        "comments": 0,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "closed_at": null,
+        "author_association": "CONTRIBUTOR",
+        "draft": c.draft,
+        "pull_request": {
+            "url": pr["url"],
+            "html_url": pr["html_url"],
+            "diff_url": pr["diff_url"],
+            "patch_url": pr["patch_url"],
+            "merged_at": null,
+        },
+        "body": null,
+    })
 }
 
 /// Snapshot of what a webhook needs.

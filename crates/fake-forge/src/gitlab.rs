@@ -4,8 +4,8 @@ use crate::diff::{self, GitLabPosition};
 use crate::git::{self, Heads};
 use crate::http::{self, Paging, Req, error, json};
 use crate::{
-    BOT_USERNAME, Change, Discussion, Forge, MrAction, MrUpdate, Note, Repo, RepoState, Shared,
-    User, now,
+    BOT_USERNAME, Change, CommitStatus, Discussion, Forge, MrAction, MrUpdate, Note, Repo,
+    RepoState, Shared, User, now,
 };
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -15,6 +15,10 @@ use std::sync::Arc;
 const LINE_CODE: &str =
     "400 Bad request - Note {:line_code=>[\"can't be blank\", \"must be a valid line code\"]}";
 const NOTE_LIMIT: usize = 1_000_000;
+/// GitLab's limit on a commit status description.
+const DESCRIPTION_LIMIT: usize = 255;
+/// The states `POST /projects/:id/statuses/:sha` accepts.
+const STATES: &[&str] = &["pending", "running", "success", "failed", "canceled"];
 
 pub(crate) async fn route(shared: &Arc<Shared>, req: &Req) -> Response {
     let token = shared.gitlab_token.as_str();
@@ -47,6 +51,8 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &Req) -> Response {
     match (method, &rest[1..]) {
         ("GET", []) => json(StatusCode::OK, &project_json(shared, &project)),
         ("GET", ["hooks"]) => list_hooks(&project),
+        ("POST", ["statuses", sha]) => create_status(shared, req, &project, sha).await,
+        (_, ["statuses", _]) => not_allowed(),
         (_, ["merge_requests", iid, tail @ ..]) => {
             let Some(change) = iid.parse::<u64>().ok().and_then(|n| {
                 shared
@@ -405,6 +411,126 @@ async fn update_mr(shared: &Arc<Shared>, req: &Req, project: &RepoState, c: &Cha
         Ok(v) => json(StatusCode::OK, &v),
         Err(e) => error(Forge::GitLab, StatusCode::INTERNAL_SERVER_ERROR, &e),
     }
+}
+
+/// `POST /projects/:id/statuses/:sha`: validated as GitLab does (a known
+/// `state`, an existing commit, a `description` of at most 255
+/// characters), recorded in [`crate::FakeForge::statuses`] with `name` as
+/// the context.
+async fn create_status(
+    shared: &Arc<Shared>,
+    req: &Req,
+    project: &RepoState,
+    sha: &str,
+) -> Response {
+    let body = req.json.clone().unwrap_or(Value::Null);
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+    let Some(state) = text("state") else {
+        shared.fail_validation(Forge::GitLab, req, "state is missing".into());
+        return bad_param("state is missing");
+    };
+    if !STATES.contains(&state.as_str()) {
+        shared.fail_validation(
+            Forge::GitLab,
+            req,
+            format!("state {state:?} is not one of {STATES:?}"),
+        );
+        return bad_param("state does not have a valid value");
+    }
+    let dir = shared.repo_dir(Forge::GitLab, &project.repo.path);
+    let resolved = if sha.is_empty() || sha.starts_with('-') {
+        None
+    } else {
+        git::rev_parse_async(&dir, sha).await
+    };
+    let Some(resolved) = resolved else {
+        shared.fail_validation(Forge::GitLab, req, format!("no commit {sha}"));
+        return error(Forge::GitLab, StatusCode::NOT_FOUND, "404 Commit Not Found");
+    };
+    let description = text("description");
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > DESCRIPTION_LIMIT)
+    {
+        shared.fail_validation(
+            Forge::GitLab,
+            req,
+            "the status description is too long".into(),
+        );
+        return json(
+            StatusCode::BAD_REQUEST,
+            &json!({"message": {"description": [
+                format!("is too long (maximum is {DESCRIPTION_LIMIT} characters)")
+            ]}}),
+        );
+    }
+    let name = text("name")
+        .or_else(|| text("context"))
+        .unwrap_or_else(|| "default".into());
+    let (status, at) = {
+        let mut st = shared.state();
+        // A pending or running status is updated in place; moving it to
+        // the state it already has is not a transition GitLab allows.
+        let current = st
+            .statuses
+            .iter()
+            .rev()
+            .find(|(s, _)| s.repo == project.repo.path && s.sha == resolved && s.context == name)
+            .map(|(s, _)| s.state.clone());
+        let refused = match (current.as_deref(), state.as_str()) {
+            (Some("pending"), "pending") => Some(":enqueue from :pending"),
+            (Some("running"), "running") => Some(":run from :running"),
+            _ => None,
+        };
+        if let Some(how) = refused {
+            drop(st);
+            return error(
+                Forge::GitLab,
+                StatusCode::BAD_REQUEST,
+                &format!("Cannot transition status via {how}"),
+            );
+        }
+        let id = st.id();
+        let status = CommitStatus {
+            id,
+            repo: project.repo.path.clone(),
+            sha: resolved,
+            state,
+            target_url: text("target_url"),
+            description,
+            context: name,
+        };
+        let at = now();
+        st.statuses.push((status.clone(), at.clone()));
+        (status, at)
+    };
+    shared.changed.notify_waiters();
+    let users = users(shared);
+    let bot = users
+        .iter()
+        .find(|u| u.username == BOT_USERNAME)
+        .map_or(0, |u| u.id);
+    let finished = matches!(status.state.as_str(), "success" | "failed" | "canceled");
+    let started = status.state != "pending";
+    json(
+        StatusCode::CREATED,
+        &json!({
+            "id": status.id,
+            "sha": status.sha,
+            "ref": text("ref"),
+            "status": status.state,
+            "name": status.context,
+            "target_url": status.target_url,
+            "description": status.description,
+            "created_at": at,
+            "started_at": if started { Value::from(at.clone()) } else { Value::Null },
+            "finished_at": if finished { Value::from(at.clone()) } else { Value::Null },
+            "allow_failure": false,
+            "coverage": null,
+            "pipeline_id": status.id + 1_000_000,
+            "author": user_json(shared, &users, bot),
+        }),
+    )
 }
 
 fn note_json(

@@ -34,13 +34,16 @@
 //! /projects/:id/merge_requests/:iid` (`assignee_ids`, `reviewer_ids`),
 //! `GET`/`POST /…/notes` (newest first unless `sort=asc`), `PUT
 //! /…/notes/:note_id` (the author's notes only, else 403), `POST
-//! /…/discussions` with a text `position`, `GET /projects/:id/hooks`.
+//! /…/discussions` with a text `position`, `GET /projects/:id/hooks`,
+//! `POST /projects/:id/statuses/:sha` (`name` recorded as the context).
 //!
 //! GitHub: `GET /user/repos` (paginated with `Link` `next`/`prev`/`first`/
 //! `last`), `GET /repos/:o/:r`, `GET /repos/:o/:r/pulls/:n`, `GET`/`POST
 //! /repos/:o/:r/pulls/:n/reviews`, `GET`/`POST
 //! /repos/:o/:r/issues/:n/comments`, `PATCH /repos/:o/:r/issues/comments/:id`,
-//! `POST /repos/:o/:r/statuses/:sha`, `GET /repos/:o/:r/hooks`.
+//! `POST /repos/:o/:r/statuses/:sha`, `POST /repos/:o/:r/issues/:n/assignees`,
+//! `POST /repos/:o/:r/pulls/:n/requested_reviewers` (both recorded in
+//! [`FakeForge::assignments`]), `GET /repos/:o/:r/hooks`.
 //!
 //! What the server sends is validated as the real forge would, and every
 //! refusal is also recorded in [`FakeForge::validation_failures`]:
@@ -57,7 +60,16 @@
 //!   same hunk; otherwise 422 `{"message":"Unprocessable Entity","errors":
 //!   ["Line could not be resolved"]}`;
 //! * a GitHub status needs a known `state`, an existing commit and a
-//!   `description` of at most 140 characters (422 otherwise).
+//!   `description` of at most 140 characters (422 otherwise);
+//! * a GitLab status needs a known `state` (400), an existing commit (404
+//!   `Commit Not Found`) and a `description` of at most 255 characters
+//!   (400); setting a pending or running status (same commit and `name`)
+//!   to the state it has answers GitLab's 400 `Cannot transition status
+//!   via :run from :running`, which is a conflict, not a validation
+//!   failure, and is not recorded as one;
+//! * a GitHub assignee or reviewer request needs an array of logins (422);
+//!   unknown logins are ignored, and the pull request's author cannot be
+//!   requested as its reviewer (422).
 //!
 //! # Webhooks
 //!
@@ -324,22 +336,24 @@ pub struct IssueComment {
     pub previous_bodies: Vec<String>,
 }
 
-/// A GitHub commit status.
+/// A commit status: GitHub's, or a GitLab external commit status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitStatus {
     /// Status id.
     pub id: u64,
-    /// `owner/repo`.
+    /// `owner/repo`, or the GitLab project path.
     pub repo: String,
-    /// The commit.
+    /// The commit (resolved to its full SHA).
     pub sha: String,
-    /// `error`, `failure`, `pending` or `success`.
+    /// As sent: GitHub's `error`, `failure`, `pending` or `success`, or
+    /// GitLab's `pending`, `running`, `success`, `failed` or `canceled`.
     pub state: String,
     /// Link sent.
     pub target_url: Option<String>,
     /// Description sent.
     pub description: Option<String>,
-    /// Context (`default` if none was sent).
+    /// GitHub's `context`, or GitLab's `name` (`default` if none was
+    /// sent).
     pub context: String,
 }
 
@@ -354,6 +368,21 @@ pub struct MrUpdate {
     pub assignee_ids: Option<Vec<u64>>,
     /// `reviewer_ids` if sent.
     pub reviewer_ids: Option<Vec<u64>>,
+}
+
+/// A GitHub `POST …/issues/:n/assignees` or `POST
+/// …/pulls/:n/requested_reviewers` the fake accepted, as sent (unknown
+/// logins included; GitHub ignores them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// `owner/repo`.
+    pub repo: String,
+    /// Pull request number.
+    pub number: u64,
+    /// Logins sent as `assignees` (empty for a reviewer request).
+    pub assignees: Vec<String>,
+    /// Logins sent as `reviewers` (empty for an assignee request).
+    pub reviewers: Vec<String>,
 }
 
 /// A request the fake refused because what it carried was wrong.
@@ -484,6 +513,7 @@ struct State {
     issue_comments: Vec<(IssueComment, String, String)>,
     statuses: Vec<(CommitStatus, String)>,
     mr_updates: Vec<MrUpdate>,
+    assignments: Vec<Assignment>,
     failures: Vec<ValidationFailure>,
     requests: Vec<RecordedRequest>,
     faults: VecDeque<Fault>,
@@ -917,7 +947,7 @@ impl FakeForge {
             .collect()
     }
 
-    /// Every GitHub commit status created.
+    /// Every commit status created, GitHub's and GitLab's, oldest first.
     pub fn statuses(&self) -> Vec<CommitStatus> {
         self.shared
             .state()
@@ -930,6 +960,11 @@ impl FakeForge {
     /// Every merge request `PUT`, as sent.
     pub fn mr_updates(&self) -> Vec<MrUpdate> {
         self.shared.state().mr_updates.clone()
+    }
+
+    /// Every GitHub assignee or reviewer request accepted, as sent.
+    pub fn assignments(&self) -> Vec<Assignment> {
+        self.shared.state().assignments.clone()
     }
 
     /// Every request refused for what it carried.

@@ -1236,3 +1236,187 @@ async fn dropping_the_fake_releases_a_hung_request() {
         .expect("join");
     assert_eq!(status.ok(), Some(503));
 }
+
+#[tokio::test]
+async fn gitlab_commit_statuses_are_validated_and_recorded() {
+    let f = forge().await;
+    let repo = project(&f, Forge::GitLab, "acme/app");
+    let head = f.branch_head(&repo, "feature").expect("head");
+    // The client sends the project as a URL-encoded path; numeric ids work too.
+    let status = |project: &str, sha: &str, v: Value| {
+        gitlab(
+            &f,
+            reqwest::Method::POST,
+            &format!("/projects/{project}/statuses/{sha}"),
+        )
+        .json(&v)
+    };
+    let r = status(
+        "acme%2Fapp",
+        &head,
+        json!({"state": "pending", "name": "ai-review", "description": "Reviewing", "target_url": "http://x/r/1"}),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 201);
+    let v = body(r).await;
+    assert_eq!(v["status"], "pending");
+    assert_eq!(v["name"], "ai-review");
+    assert_eq!(v["sha"], head.as_str());
+    assert_eq!(v["author"]["username"], BOT_USERNAME);
+    let r = status(
+        "acme%2Fapp",
+        &head,
+        json!({"state": "pending", "name": "ai-review"}),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 400, "pending to pending is no transition");
+    assert_eq!(
+        body(r).await["message"],
+        "Cannot transition status via :enqueue from :pending"
+    );
+    let r = status(
+        &repo.id.to_string(),
+        &head,
+        json!({"state": "success", "name": "ai-review", "description": "d".repeat(255)}),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 201);
+    for (sha, v, code) in [
+        (head.clone(), json!({"state": "failure"}), 400),
+        (head.clone(), json!({"name": "ai-review"}), 400),
+        ("0".repeat(40), json!({"state": "success"}), 404),
+        (
+            head.clone(),
+            json!({"state": "failed", "description": "d".repeat(256)}),
+            400,
+        ),
+    ] {
+        let r = status("acme%2Fapp", &sha, v.clone())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), code, "{v}");
+    }
+    let r = status("acme%2Fnope", &head, json!({"state": "success"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404);
+    let r = http()
+        .post(format!(
+            "{}/api/v4/projects/acme%2Fapp/statuses/{head}",
+            f.gitlab_url()
+        ))
+        .json(&json!({"state": "success"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    let statuses = f.statuses();
+    assert_eq!(statuses.len(), 2);
+    assert_eq!(statuses[0].repo, "acme/app");
+    assert_eq!(statuses[0].state, "pending");
+    assert_eq!(statuses[0].context, "ai-review");
+    assert_eq!(statuses[0].description.as_deref(), Some("Reviewing"));
+    assert_eq!(statuses[0].target_url.as_deref(), Some("http://x/r/1"));
+    assert_eq!(statuses[1].state, "success");
+    assert_eq!(
+        f.validation_failures().len(),
+        4,
+        "the transition conflict is not a validation failure"
+    );
+}
+
+#[tokio::test]
+async fn github_assignees_and_reviewers_are_requested() {
+    let f = forge().await;
+    let repo = project(&f, Forge::GitHub, "acme/app");
+    let n = f.open_pull_request(&repo, "feature", "main", "Change", "alice", false);
+    f.user_id("bob");
+    f.user_id("carol");
+    let r = github(
+        &f,
+        reqwest::Method::POST,
+        &format!("/repos/acme/app/issues/{n}/assignees"),
+    )
+    .json(&json!({"assignees": ["bob", "nobody"]}))
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 201);
+    let v = body(r).await;
+    assert_eq!(v["number"], n);
+    assert_eq!(
+        v["assignees"]
+            .as_array()
+            .expect("assignees")
+            .iter()
+            .map(|a| a["login"].clone())
+            .collect::<Vec<_>>(),
+        [json!("bob")],
+        "unknown logins are ignored"
+    );
+    let reviewers = format!("/repos/acme/app/pulls/{n}/requested_reviewers");
+    let r = github(&f, reqwest::Method::POST, &reviewers)
+        .json(&json!({"reviewers": ["carol"]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 201);
+    let v = body(r).await;
+    assert_eq!(v["requested_reviewers"][0]["login"], "carol");
+    assert_eq!(v["assignees"][0]["login"], "bob");
+    let r = github(&f, reqwest::Method::POST, &reviewers)
+        .json(&json!({"reviewers": ["alice"]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 422, "the author cannot review");
+    assert_eq!(
+        body(r).await["message"],
+        "Review cannot be requested from pull request author."
+    );
+    let r = github(&f, reqwest::Method::POST, &reviewers)
+        .json(&json!({"reviewers": "carol"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 422);
+    let r = github(
+        &f,
+        reqwest::Method::POST,
+        "/repos/acme/app/issues/99/assignees",
+    )
+    .json(&json!({"assignees": ["bob"]}))
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 404);
+    let pr = body(
+        github(
+            &f,
+            reqwest::Method::GET,
+            &format!("/repos/acme/app/pulls/{n}"),
+        )
+        .send()
+        .await
+        .expect("send"),
+    )
+    .await;
+    assert_eq!(pr["assignee"]["login"], "bob");
+    assert_eq!(pr["requested_reviewers"][0]["login"], "carol");
+    let assignments = f.assignments();
+    assert_eq!(assignments.len(), 2);
+    assert_eq!(assignments[0].repo, "acme/app");
+    assert_eq!(assignments[0].number, n);
+    assert_eq!(assignments[0].assignees, ["bob", "nobody"]);
+    assert!(assignments[0].reviewers.is_empty());
+    assert_eq!(assignments[1].reviewers, ["carol"]);
+    assert_eq!(f.validation_failures().len(), 2);
+}
