@@ -258,6 +258,14 @@ async fn gitlab_flow(env: &Env, repo: &Repo) {
     );
     let summaries = summary_notes(&env.forge, iid);
     assert_eq!(summaries.len(), 1, "{:#?}", env.forge.notes());
+    assert!(
+        env.forge
+            .statuses()
+            .iter()
+            .any(|st| st.sha == head1 && st.context == "ai-review"),
+        "a GitLab commit status on the reviewed head: {:#?}",
+        env.forge.statuses()
+    );
 
     // Round 2: another line changes; the finding (same line content) is
     // not posted again and the summary is updated in place.

@@ -1001,5 +1001,51 @@ async fn opened_merge_requests_are_assigned_as_configured(backend: Backend) {
         .send_gitlab_mr_event(&url, SECRET, &repo, iid, MrAction::Update)
         .await;
     assert_eq!(s.forge.mr_updates().len(), before);
+
+    // GitHub takes logins: the author and the default reviewers.
+    s.app
+        .send(
+            s.app
+                .request(reqwest::Method::PUT, "/api/settings/global")
+                .json(&json!({
+                    "autoAssignAuthor": true, "defaultReviewerIds": ["carol"],
+                })),
+            &admin,
+        )
+        .await
+        .expect(200);
+    let gh = platform(&s, "github", &s.forge.github_api_url(), GH_TOKEN).await;
+    let tool = s
+        .forge
+        .create_repo(Forge::GitHub, "owner/tool", &[("m.py", "1\n")]);
+    seed_project(&s, &gh, PlatformType::Github, &tool).await;
+    s.forge
+        .push_commit(&tool, "fix", &[("m.py", Some("2\n"))], "fix");
+    let n = s
+        .forge
+        .open_pull_request(&tool, "fix", "main", "Fix", "bob", false);
+    let d = s
+        .forge
+        .send_github_pull_request_event(&hook_url(&s, "github"), SECRET, &tool, n, PrAction::Opened)
+        .await;
+    assert_eq!(answer(&d)["data"]["status"], "queued", "{}", d.response);
+    let assigned = s.forge.assignments();
+    assert!(
+        assigned
+            .iter()
+            .any(|a| a.number == n && a.assignees == ["bob"]),
+        "{assigned:?}"
+    );
+    assert!(
+        assigned
+            .iter()
+            .any(|a| a.number == n && a.reviewers == ["carol"]),
+        "{assigned:?}"
+    );
+    assert!(
+        s.forge.validation_failures().is_empty(),
+        "{:?}",
+        s.forge.validation_failures()
+    );
     s.app.stop().await;
 }
