@@ -1317,7 +1317,8 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<WebhookEvent> {
         let row: Option<WebhookEventRow> = sqlx::query_as(concat!(
-            "UPDATE webhook_events SET outcome = ?2, reason = ?3, review_id = ?4, updated_at = ?5 \
+            "UPDATE webhook_events SET outcome = ?2, reason = ?3, review_id = ?4, updated_at = ?5, \
+             delivery_id = CASE WHEN ?2 = 'failed' THEN NULL ELSE delivery_id END \
              WHERE id = ?1 RETURNING ",
             webhook_event_columns!()
         ))

@@ -1446,17 +1446,38 @@ pub async fn webhook_deliveries_are_recorded_once(store: DynStore) {
             .await,
         Err(StoreError::NotFound { .. })
     ));
+    // A failed delivery can be redelivered and handled again.
+    store
+        .record_webhook_event(ev("e6", PlatformType::Github, Some("d-9"), 5_500))
+        .await
+        .expect("record")
+        .expect("new");
+    let failed = store
+        .finish_webhook_event("e6", "failed", Some("forge down"), None, at(5_600))
+        .await
+        .expect("finish");
+    assert_eq!(failed.delivery_id, None);
+    assert!(
+        store
+            .record_webhook_event(ev("e7", PlatformType::Github, Some("d-9"), 5_700))
+            .await
+            .expect("redelivery")
+            .is_some(),
+        "a failed delivery's redelivery is handled again"
+    );
     let (all, total) = store
         .list_webhook_events(&WebhookEventFilter {
+            outcome: None,
+            platform: None,
             limit: 10,
-            ..WebhookEventFilter::default()
+            offset: 0,
         })
         .await
         .expect("list");
-    assert_eq!(total, 4);
+    assert_eq!(total, 6);
     assert_eq!(
         all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
-        ["e5", "e4", "e3", "e1"]
+        ["e7", "e6", "e5", "e4", "e3", "e1"]
     );
     let (refused, n) = store
         .list_webhook_events(&WebhookEventFilter {

@@ -275,7 +275,9 @@ pub trait Store: Send + Sync + 'static {
     /// caller must do nothing).
     async fn record_webhook_event(&self, event: WebhookEvent) -> StoreResult<Option<WebhookEvent>>;
 
-    /// Sets what became of a delivery.
+    /// Sets what became of a delivery. A `failed` delivery gives its
+    /// delivery id up, so the forge's redelivery of it is handled again
+    /// instead of being taken for a duplicate.
     async fn finish_webhook_event(
         &self,
         id: &str,

@@ -13,7 +13,8 @@
 //! unrecognised payload; 200 `{status: "ignored" | "refused" | "failed" |
 //! "duplicate", reason}`; 202 `{status: "queued", reviewId, taskId}`.
 //! A redelivery (same `X-GitHub-Delivery`, or GitLab `Idempotency-Key` /
-//! `X-Gitlab-Event-UUID`) creates nothing. Every authenticated delivery is
+//! `X-Gitlab-Event-UUID`) creates nothing, unless the first delivery ended
+//! `failed` (the forge could not be read): then it is handled again. Every authenticated delivery is
 //! listed by `GET /api/webhook-events` with its outcome and reason.
 
 pub mod orchestrate;
