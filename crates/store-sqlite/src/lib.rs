@@ -535,10 +535,12 @@ impl Store for SqliteStore {
                         set_review_status(&mut tx, &review_id, TaskState::Cancelled, r.now).await?;
                     } else {
                         sqlx::query(
-                        "UPDATE tasks SET cancel_requested = TRUE, updated_at = ?2 WHERE id = ?1",
+                        "UPDATE tasks SET cancel_requested = TRUE, failure_reason = ?3, updated_at = ?2 \
+                         WHERE id = ?1",
                     )
                     .bind(task_id.as_str())
                     .bind(r.now.as_millis())
+                    .bind(&why)
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;

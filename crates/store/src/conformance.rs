@@ -1560,6 +1560,30 @@ pub async fn change_reviews_number_rounds_and_supersede_older_ones(store: DynSto
     assert_eq!(r3.round_number, 3);
     let t2 = store.get_task(&t2.id).await.expect("get").expect("t2");
     assert!(t2.cancel_requested && t2.state.is_active(), "{t2:?}");
+    // The runner stops it; the server's reason is kept.
+    let ended = store
+        .submit_result(
+            &tref(&t2, &runner),
+            result(
+                TaskOutcome::Cancelled,
+                Some("cancelled by user"),
+                false,
+                at(3_500),
+            ),
+        )
+        .await
+        .expect("cancelled");
+    assert_eq!(ended.task.state, TaskState::Cancelled);
+    assert!(
+        ended
+            .task
+            .failure_reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("superseded by review"),
+        "{:?}",
+        ended.task.failure_reason
+    );
     // Other changes and plain reviews are untouched.
     let (other, _) = store
         .enqueue_review(mk(Some(change(8)), 4_000))

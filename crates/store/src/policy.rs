@@ -40,7 +40,15 @@ pub fn on_result(task: &Task, result: &TaskResult) -> Transition {
         },
         TaskOutcome::Cancelled => Transition {
             state: TaskState::Cancelled,
-            failure_reason: Some(reason.unwrap_or_else(|| "cancelled".into())),
+            // A reason the server gave when it asked for the cancellation
+            // (e.g. superseded by a newer review) wins over the runner's.
+            failure_reason: Some(
+                task.failure_reason
+                    .clone()
+                    .filter(|_| task.cancel_requested)
+                    .or(reason)
+                    .unwrap_or_else(|| "cancelled".into()),
+            ),
             event: "cancelled",
             detail: "the runner stopped the task".into(),
             attempt_outcome: "cancelled",
