@@ -622,6 +622,7 @@ impl Store for SqliteStore {
             review_columns!(),
             " FROM reviews WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR created_at >= ?2) \
              AND (?6 IS NULL OR project_id = ?6) \
+             AND (?7 IS NULL OR change_number = ?7) \
              AND (?3 IS NULL OR created_at < ?3) ORDER BY created_at DESC, id DESC LIMIT ?4 OFFSET ?5"
         ))
         .bind(status)
@@ -630,18 +631,24 @@ impl Store for SqliteStore {
         .bind(i64::from(f.limit))
         .bind(i64::try_from(f.offset).unwrap_or(i64::MAX))
         .bind(f.project_id.as_ref().map(ProjectId::as_str))
+        .bind(f.change_number.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
         .fetch_all(&self.reader)
         .await
         .map_err(db_error)?;
         let total: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM reviews WHERE (?1 IS NULL OR status = ?1) \
              AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3) \
-             AND (?4 IS NULL OR project_id = ?4)",
+             AND (?4 IS NULL OR project_id = ?4) \
+             AND (?5 IS NULL OR change_number = ?5)",
         )
         .bind(status)
         .bind(start)
         .bind(end)
         .bind(f.project_id.as_ref().map(ProjectId::as_str))
+        .bind(
+            f.change_number
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        )
         .fetch_one(&self.reader)
         .await
         .map_err(db_error)?;

@@ -1602,6 +1602,16 @@ pub async fn change_reviews_number_rounds_and_supersede_older_ones(store: DynSto
         .expect("list");
     assert_eq!(n, 4);
     assert!(of_project.iter().all(|r| r.change.is_some()));
+    let (of_change, n) = store
+        .list_reviews(&ReviewFilter {
+            project_id: Some(project.clone()),
+            change_number: Some(7),
+            limit: 1,
+            ..ReviewFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!((n, of_change[0].round_number), (3, 3), "newest round first");
 }
 
 /// Push-back jobs: only finished reviews that go to the forge are claimed,

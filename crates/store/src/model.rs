@@ -243,6 +243,8 @@ pub struct Review {
 pub struct ReviewFilter {
     /// Only reviews of this project.
     pub project_id: Option<ProjectId>,
+    /// Only reviews of this merge/pull request (with `project_id`).
+    pub change_number: Option<u64>,
     /// Only this status.
     pub status: Option<ReviewStatus>,
     /// Created at or after.

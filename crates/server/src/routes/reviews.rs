@@ -292,6 +292,7 @@ pub async fn list(
         .transpose()?;
     let filter = ReviewFilter {
         project_id,
+        change_number: None,
         status,
         start,
         end,

@@ -227,14 +227,13 @@ async fn run_inner(
         .store
         .list_reviews(&ai_review_store::ReviewFilter {
             project_id: Some(project.id.clone()),
+            change_number: Some(t.number),
             status: Some(ai_review_domain::ReviewStatus::Completed),
-            limit: 100,
+            limit: 1,
             ..ai_review_store::ReviewFilter::default()
         })
         .await?;
-    let last = last_reviews
-        .into_iter()
-        .find(|r| r.change.as_ref().is_some_and(|c| c.number == t.number));
+    let last = last_reviews.into_iter().next();
     if let Some(last) = &last
         && last.head_sha == change.head_sha
         && !t.manual
