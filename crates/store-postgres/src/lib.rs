@@ -13,7 +13,7 @@ use ai_review_domain::{
     ReviewId, ReviewStatus, RunnerId, TaskId, TaskState, Timestamp, UserId, WebhookStatus,
 };
 use ai_review_store::rows::{
-    ApiKeyRow, AuthRow, ConfigItemRow, LogLineRow, ProjectRow, ReviewRow, RunnerRow,
+    ApiKeyRow, AuthRow, ConfigItemRow, LogLineRow, ProjectRow, PushJobRow, ReviewRow, RunnerRow,
     TaskAttemptRow, TaskEventRow, TaskRow, UserRow, WebhookEventRow, check_task_ref, convert_all,
     db_error, like_pattern, permissions_json, tags_json,
 };
@@ -1438,13 +1438,14 @@ impl Store for PgStore {
         lease_until: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<PushJob>> {
-        let rows: Vec<ReviewRow> = sqlx::query_as(concat!(
+        let rows: Vec<PushJobRow> = sqlx::query_as(concat!(
             "UPDATE reviews SET push_lease_until = $2, push_attempts = push_attempts + 1 \
              WHERE id IN (SELECT id FROM reviews WHERE push_state = 'pending' \
                AND status IN ('completed', 'failed') AND push_next_at <= $1 \
                AND (push_lease_until IS NULL OR push_lease_until < $1) \
                ORDER BY push_next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
-            review_columns!()
+            review_columns!(),
+            ", push_attempts"
         ))
         .bind(now.as_millis())
         .bind(lease_until.as_millis())
@@ -1452,21 +1453,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in rows {
-            let review = Review::try_from(row)?;
-            let attempts: i64 =
-                sqlx::query_scalar("SELECT push_attempts FROM reviews WHERE id = $1")
-                    .bind(review.id.as_str())
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db_error)?;
-            jobs.push(PushJob {
-                review,
-                attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
-            });
-        }
-        Ok(jobs)
+        convert_all(rows)
     }
 
     async fn finish_pushback(

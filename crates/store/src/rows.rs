@@ -623,3 +623,23 @@ impl TryFrom<WebhookEventRow> for crate::WebhookEvent {
         })
     }
 }
+
+/// A review row with its push-back attempt count (`RETURNING <review
+/// columns>, push_attempts`).
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct PushJobRow {
+    #[sqlx(flatten)]
+    pub review: ReviewRow,
+    pub push_attempts: i64,
+}
+
+impl TryFrom<PushJobRow> for crate::PushJob {
+    type Error = StoreError;
+    fn try_from(r: PushJobRow) -> Result<Self, StoreError> {
+        Ok(crate::PushJob {
+            review: Review::try_from(r.review)?,
+            attempt: u32_col("push attempts", r.push_attempts)?,
+        })
+    }
+}
