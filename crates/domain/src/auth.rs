@@ -118,6 +118,88 @@ impl ApiKeyDigest {
     }
 }
 
+/// A browser session token in clear: 32 random bytes, URL-safe base64.
+/// It lives only in the `HttpOnly` cookie and, between receiving a request
+/// and hashing it, in memory; storage keeps [`SessionSecret::digest`].
+/// Its `Debug` never reveals it.
+#[derive(Clone)]
+pub struct SessionSecret(String);
+
+/// Length of a session token's text (32 bytes in unpadded base64url).
+const SESSION_TOKEN_LEN: usize = 43;
+
+impl SessionSecret {
+    /// A new random session token.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill(&mut bytes);
+        Self(base64url(&bytes))
+    }
+
+    /// Checks the shape of a presented cookie value.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if s.len() == SESSION_TOKEN_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ParseError::new("session", "malformed session cookie"))
+        }
+    }
+
+    /// The token in clear, for the `Set-Cookie` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The SHA-256 digest stored instead of the token (fast hash: the token
+    /// carries 256 bits of entropy).
+    pub fn digest(&self) -> ApiKeyDigest {
+        ApiKeyDigest(hex::encode(Sha256::digest(self.0.as_bytes())))
+    }
+
+    /// The CSRF token bound to this session: a one-way derivation, so it can
+    /// sit in every form without storage and without revealing the session
+    /// token, and a page from another site cannot know it.
+    pub fn csrf_token(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"ai-review csrf v1\0");
+        h.update(self.0.as_bytes());
+        base64url(&h.finalize())
+    }
+
+    /// Constant-time check of a submitted CSRF token.
+    pub fn csrf_matches(&self, submitted: &str) -> bool {
+        self.csrf_token()
+            .as_bytes()
+            .ct_eq(submitted.as_bytes())
+            .into()
+    }
+}
+
+impl fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionSecret(***)")
+    }
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 2);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +236,21 @@ mod tests {
                 "config:delete"
             ]
         );
+    }
+
+    #[test]
+    fn session_tokens_parse_hide_and_bind_csrf() {
+        let s = SessionSecret::generate();
+        assert_eq!(s.expose().len(), SESSION_TOKEN_LEN);
+        let p = SessionSecret::parse(s.expose()).expect("own token parses");
+        assert!(p.digest().ct_eq(&s.digest()));
+        assert!(!format!("{s:?}").contains(s.expose()));
+        assert!(s.csrf_matches(&s.csrf_token()));
+        let other = SessionSecret::generate();
+        assert!(!s.csrf_matches(&other.csrf_token()));
+        assert!(!s.csrf_matches(""));
+        assert_ne!(s.csrf_token(), s.expose());
+        assert!(SessionSecret::parse("short").is_err());
+        assert!(SessionSecret::parse(&"=".repeat(SESSION_TOKEN_LEN)).is_err());
     }
 }

@@ -14,7 +14,7 @@ mod state;
 mod time;
 mod values;
 
-pub use auth::{API_KEY_PREFIX, ApiKeyDigest, ApiKeySecret, Permission, Role};
+pub use auth::{API_KEY_PREFIX, ApiKeyDigest, ApiKeySecret, Permission, Role, SessionSecret};
 pub use ids::{ApiKeyId, ConfigId, ProjectId, ReviewId, RunnerId, TaskId, UserId};
 pub use secret::SecretString;
 pub use state::{

@@ -202,7 +202,8 @@ async fn replicas_starting_together_apply_each_migration_once() {
             (3, "projects".to_owned()),
             (4, "webhook_events".to_owned()),
             (5, "review_changes".to_owned()),
-            (6, "pushback".to_owned())
+            (6, "pushback".to_owned()),
+            (7, "sessions".to_owned())
         ]
     );
 }

@@ -10,7 +10,7 @@
 
 use ai_review_domain::{
     ApiKeyDigest, ApiKeyId, Attempt, ConfigId, ConfigKind, Email, PlatformType, ProjectId,
-    ReviewId, ReviewStatus, RunnerId, TaskId, TaskState, Timestamp, UserId, WebhookStatus,
+    ReviewId, ReviewStatus, Role, RunnerId, TaskId, TaskState, Timestamp, UserId, WebhookStatus,
 };
 use ai_review_store::rows::{
     ApiKeyRow, AuthRow, ConfigItemRow, LogLineRow, ProjectRow, PushJobRow, ReviewRow, RunnerRow,
@@ -19,12 +19,13 @@ use ai_review_store::rows::{
 };
 use ai_review_store::{
     ApiKey, ChangeThread, Claim, ConfigItem, ConfigItemWrite, Heartbeat, HeartbeatOutcome,
-    LogAppend, LogAppendOutcome, LogLine, NewApiKey, NewReview, NewUser, PhaseReport, Project,
-    ProjectFilter, ProjectStats, ProjectUpsert, PushJob, PushState, ReapReport, Review,
-    ReviewFilter, Runner, RunnerRegistration, Store, StoreError, StoreResult, SubmitOutcome, Task,
-    TaskAttempt, TaskEvent, TaskRef, TaskResult, User, WebhookEvent, WebhookEventFilter,
-    api_key_columns, authenticate_query, config_item_columns, policy, project_columns,
-    review_columns, runner_columns, task_columns, user_columns, webhook_event_columns,
+    LogAppend, LogAppendOutcome, LogLine, NewApiKey, NewReview, NewSession, NewUser, PhaseReport,
+    Project, ProjectFilter, ProjectStats, ProjectUpsert, PushJob, PushState, ReapReport, Review,
+    ReviewFilter, Runner, RunnerRegistration, Session, Store, StoreError, StoreResult,
+    SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef, TaskResult, TaskTiming, User, UserUpdate,
+    WebhookEvent, WebhookEventFilter, api_key_columns, authenticate_query, config_item_columns,
+    policy, project_columns, review_columns, runner_columns, task_columns, user_columns,
+    webhook_event_columns,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -185,6 +186,41 @@ async fn apply_transition(
     row.try_into()
 }
 
+/// Reports a unique violation on `users` as the taken email it is.
+fn email_taken(e: sqlx::Error, email: &Email) -> StoreError {
+    match db_error(e) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("a user with email {email} already exists"))
+        }
+        other => other,
+    }
+}
+
+/// A live session joined with its user, as read by `session_user`.
+#[derive(sqlx::FromRow)]
+struct SessionUserRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    s_digest: String,
+    s_created_at: i64,
+    s_last_seen_at: i64,
+    s_expires_at: i64,
+}
+
+impl SessionUserRow {
+    fn into_parts(self) -> StoreResult<(Session, User)> {
+        let user = User::try_from(self.user)?;
+        let session = Session {
+            digest: ApiKeyDigest::from_hex(self.s_digest),
+            user_id: user.id.clone(),
+            created_at: Timestamp::from_millis(self.s_created_at),
+            last_seen_at: Timestamp::from_millis(self.s_last_seen_at),
+            expires_at: Timestamp::from_millis(self.s_expires_at),
+        };
+        Ok((session, user))
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend_name(&self) -> &'static str {
@@ -217,12 +253,7 @@ impl Store for SqliteStore {
         .bind(u.now.as_millis())
         .execute(&self.writer)
         .await
-        .map_err(|e| match db_error(e) {
-            StoreError::Conflict(_) => {
-                StoreError::Conflict(format!("a user with email {} already exists", u.email))
-            }
-            other => other,
-        })?;
+        .map_err(|e| email_taken(e, &u.email))?;
         Ok(User {
             id: u.id,
             email: u.email,
@@ -266,6 +297,182 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         Ok(n.unsigned_abs())
+    }
+
+    async fn create_first_admin(&self, u: NewUser) -> StoreResult<Option<User>> {
+        // One statement on the single writer connection: no other write can
+        // come between the check and the insert.
+        let done = sqlx::query(
+            "INSERT INTO users (id, email, password_hash, role, permissions, disabled, created_at) \
+             SELECT ?1, ?2, ?3, 'admin', ?4, FALSE, ?5 \
+             WHERE NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin')",
+        )
+        .bind(u.id.as_str())
+        .bind(u.email.as_str())
+        .bind(&u.password_hash)
+        .bind(permissions_json(&u.permissions))
+        .bind(u.now.as_millis())
+        .execute(&self.writer)
+        .await
+        .map_err(|e| email_taken(e, &u.email))?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(User {
+            id: u.id,
+            email: u.email,
+            password_hash: u.password_hash,
+            role: Role::Admin,
+            permissions: u.permissions,
+            disabled: false,
+            created_at: u.now,
+        }))
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows: Vec<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error)?;
+        convert_all(rows)
+    }
+
+    async fn update_user(&self, up: UserUpdate) -> StoreResult<User> {
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        let before: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ?1"
+        ))
+        .bind(up.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let before = User::try_from(before.ok_or_else(|| StoreError::not_found("user", &up.id))?)?;
+        let row: UserRow = sqlx::query_as(concat!(
+            "UPDATE users SET role = COALESCE(?2, role), permissions = COALESCE(?3, permissions), \
+             disabled = COALESCE(?4, disabled), password_hash = COALESCE(?5, password_hash) \
+             WHERE id = ?1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(up.id.as_str())
+        .bind(up.role.map(Role::as_str))
+        .bind(up.permissions.as_deref().map(permissions_json))
+        .bind(up.disabled)
+        .bind(up.password_hash.as_deref())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let user = User::try_from(row)?;
+        let was_enabled_admin = before.role == Role::Admin && !before.disabled;
+        let is_enabled_admin = user.role == Role::Admin && !user.disabled;
+        if was_enabled_admin && !is_enabled_admin {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND NOT disabled",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            if left == 0 {
+                // Dropping the transaction rolls the update back.
+                return Err(StoreError::Conflict(format!(
+                    "the change would leave no enabled admin; {} is the last one",
+                    user.email
+                )));
+            }
+        }
+        if up.disabled == Some(true) || up.password_hash.is_some() {
+            sqlx::query("DELETE FROM sessions WHERE user_id = ?1")
+                .bind(up.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(user)
+    }
+
+    async fn create_session(&self, s: NewSession) -> StoreResult<Session> {
+        sqlx::query(
+            "INSERT INTO sessions (digest, user_id, created_at, last_seen_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?3, ?4)",
+        )
+        .bind(s.digest.as_str())
+        .bind(s.user_id.as_str())
+        .bind(s.now.as_millis())
+        .bind(s.expires_at.as_millis())
+        .execute(&self.writer)
+        .await
+        .map_err(db_error)?;
+        Ok(Session {
+            digest: s.digest,
+            user_id: s.user_id,
+            created_at: s.now,
+            last_seen_at: s.now,
+            expires_at: s.expires_at,
+        })
+    }
+
+    async fn session_user(
+        &self,
+        digest: &ApiKeyDigest,
+        now: Timestamp,
+    ) -> StoreResult<Option<(Session, User)>> {
+        let row: Option<SessionUserRow> = sqlx::query_as(
+            "SELECT u.id, u.email, u.password_hash, u.role, u.permissions, u.disabled, \
+             u.created_at, s.digest AS s_digest, s.created_at AS s_created_at, \
+             s.last_seen_at AS s_last_seen_at, s.expires_at AS s_expires_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.digest = ?1 AND s.expires_at > ?2 AND NOT u.disabled",
+        )
+        .bind(digest.as_str())
+        .bind(now.as_millis())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let (session, user) = row.into_parts()?;
+        // As for API keys: the lookup was by digest; compare again in
+        // constant time so no index or collation quirk can match another.
+        Ok(session.digest.ct_eq(digest).then_some((session, user)))
+    }
+
+    async fn extend_session(
+        &self,
+        digest: &ApiKeyDigest,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = ?2, expires_at = ?3 WHERE digest = ?1")
+            .bind(digest.as_str())
+            .bind(now.as_millis())
+            .bind(expires_at.as_millis())
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, digest: &ApiKeyDigest) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE digest = ?1")
+            .bind(digest.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= ?1")
+            .bind(now.as_millis())
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
     }
 
     async fn create_api_key(&self, k: NewApiKey) -> StoreResult<ApiKey> {
@@ -1009,6 +1216,50 @@ impl Store for SqliteStore {
                 TaskState::parse(&s)
                     .map(|s| (s, n.unsigned_abs()))
                     .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
+    async fn list_tasks(&self, states: &[TaskState], limit: u32) -> StoreResult<Vec<Task>> {
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE state IN (SELECT value FROM json_each(?1)) \
+             ORDER BY created_at, id LIMIT ?2"
+        ))
+        .bind(serde_json::to_string(states).unwrap_or_else(|_| "[]".into()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error)?;
+        convert_all(rows)
+    }
+
+    async fn task_timings(&self, since: Timestamp, limit: u32) -> StoreResult<Vec<TaskTiming>> {
+        let rows: Vec<(String, String, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT t.id, t.state, t.created_at, \
+             (SELECT MIN(a.claimed_at) FROM task_attempts a WHERE a.task_id = t.id), \
+             t.finished_at FROM tasks t WHERE t.created_at >= ?1 \
+             ORDER BY t.created_at, t.id LIMIT ?2",
+        )
+        .bind(since.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(id, state, created_at, started_at, finished_at)| {
+                Ok(TaskTiming {
+                    task_id: TaskId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    state: TaskState::parse(&state)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    created_at: Timestamp::from_millis(created_at),
+                    started_at: started_at.map(Timestamp::from_millis),
+                    finished_at: finished_at.map(Timestamp::from_millis),
+                })
             })
             .collect()
     }

@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pushback",
         include_str!("../migrations/0006_pushback.sql"),
     ),
+    (
+        7,
+        "sessions",
+        include_str!("../migrations/0007_sessions.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> StoreResult<()> {

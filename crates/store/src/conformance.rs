@@ -19,6 +19,10 @@ macro_rules! conformance_suite {
     ($factory:path) => {
         $crate::conformance_suite!(@cases $factory;
             users_and_api_keys,
+            first_admin_is_created_once,
+            first_admin_defers_to_an_existing_admin,
+            user_updates_keep_an_enabled_admin_and_end_sessions,
+            sessions_expire_slide_and_exclude_disabled_users,
             runner_registration_is_an_owned_upsert,
             concurrent_claims_never_share_a_task,
             claims_respect_limit_order_and_tags,
@@ -36,6 +40,8 @@ macro_rules! conformance_suite {
             logs_are_capped_per_task,
             silent_runners_are_marked_offline,
             reviews_list_with_filters_and_counts,
+            task_lists_filter_by_state_oldest_first,
+            task_timings_start_at_the_first_claim,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -1758,5 +1764,437 @@ pub async fn pushbacks_are_leased_retried_and_finished(store: DynStore) {
     assert_eq!(
         store.change_thread(&project, 2).await.expect("thread"),
         ChangeThread::default()
+    );
+}
+
+fn new_user(email: &str, role: Role, now: Timestamp) -> NewUser {
+    NewUser {
+        id: UserId::generate(),
+        email: Email::parse(email).expect("email"),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        role,
+        permissions: vec![Permission::ReviewCreate],
+        now,
+    }
+}
+
+async fn session(store: &DynStore, owner: &User, now: Timestamp, expires_at: Timestamp) -> Session {
+    store
+        .create_session(NewSession {
+            digest: SessionSecret::generate().digest(),
+            user_id: owner.id.clone(),
+            now,
+            expires_at,
+        })
+        .await
+        .expect("create session")
+}
+
+async fn live(store: &DynStore, s: &Session, now: Timestamp) -> Option<(Session, User)> {
+    store
+        .session_user(&s.digest, now)
+        .await
+        .expect("session lookup")
+}
+
+/// The first admin is created once: ordinary users do not count as an
+/// admin, a taken email is a conflict, two setups racing create exactly
+/// one admin, and every later attempt gets `None`.
+pub async fn first_admin_is_created_once(store: DynStore) {
+    let bob = user(&store, "bob@example.com").await;
+    let taken = store
+        .create_first_admin(new_user("bob@example.com", Role::Admin, at(1)))
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    assert_eq!(store.count_admins().await.expect("count"), 0);
+
+    let (a, b) = tokio::join!(
+        store.create_first_admin(new_user("a@example.com", Role::Admin, at(2))),
+        store.create_first_admin(new_user("b@example.com", Role::Admin, at(2))),
+    );
+    let created: Vec<User> = [a.expect("first admin a"), b.expect("first admin b")]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(created.len(), 1, "exactly one racing setup wins");
+    let admin = &created[0];
+    assert_eq!((admin.role, admin.disabled), (Role::Admin, false));
+    assert_eq!(
+        store.user_by_id(&admin.id).await.expect("by id").as_ref(),
+        Some(admin)
+    );
+    assert_eq!(store.count_admins().await.expect("count"), 1);
+
+    let again = store
+        .create_first_admin(new_user("late@example.com", Role::Admin, at(3)))
+        .await
+        .expect("second setup");
+    assert!(again.is_none(), "{again:?}");
+    let emails: Vec<_> = store
+        .list_users()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    assert_eq!(emails, [bob.email, admin.email.clone()], "oldest first");
+}
+
+/// An admin created the ordinary way also closes first-run setup.
+pub async fn first_admin_defers_to_an_existing_admin(store: DynStore) {
+    store
+        .create_user(new_user("root@example.com", Role::Admin, at(0)))
+        .await
+        .expect("admin");
+    let late = store
+        .create_first_admin(new_user("setup@example.com", Role::Admin, at(1)))
+        .await
+        .expect("setup");
+    assert!(late.is_none(), "{late:?}");
+    assert_eq!(store.list_users().await.expect("list").len(), 1);
+}
+
+/// User updates: unknown users are not found; demoting or disabling the
+/// last enabled admin is refused and changes nothing; disabling a user or
+/// changing their password ends their sessions (and only theirs), other
+/// changes keep them.
+pub async fn user_updates_keep_an_enabled_admin_and_end_sessions(store: DynStore) {
+    let root = store
+        .create_first_admin(new_user("root@example.com", Role::Admin, at(0)))
+        .await
+        .expect("first admin")
+        .expect("created");
+    let bob = store
+        .create_user(new_user("bob@example.com", Role::User, at(1)))
+        .await
+        .expect("bob");
+    let carol = store
+        .create_user(new_user("carol@example.com", Role::User, at(2)))
+        .await
+        .expect("carol");
+    let change = |id: &UserId| UserUpdate {
+        id: id.clone(),
+        role: None,
+        permissions: None,
+        disabled: None,
+        password_hash: None,
+    };
+
+    let missing = store.update_user(change(&UserId::generate())).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    for refused in [
+        UserUpdate {
+            role: Some(Role::User),
+            permissions: Some(vec![Permission::ConfigCreate]),
+            ..change(&root.id)
+        },
+        UserUpdate {
+            disabled: Some(true),
+            password_hash: Some("new".into()),
+            ..change(&root.id)
+        },
+    ] {
+        let outcome = store.update_user(refused).await;
+        assert!(
+            matches!(&outcome, Err(StoreError::Conflict(m)) if m.contains("no enabled admin")),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            store.user_by_id(&root.id).await.expect("by id").as_ref(),
+            Some(&root),
+            "a refused change changes nothing"
+        );
+    }
+
+    let promoted = store
+        .update_user(UserUpdate {
+            role: Some(Role::Admin),
+            ..change(&bob.id)
+        })
+        .await
+        .expect("promote bob");
+    assert_eq!(
+        (promoted.role, promoted.permissions.clone()),
+        (Role::Admin, bob.permissions.clone()),
+        "fields left None keep their value"
+    );
+    let demoted = store
+        .update_user(UserUpdate {
+            role: Some(Role::User),
+            ..change(&root.id)
+        })
+        .await
+        .expect("another enabled admin is left");
+    assert_eq!(demoted.role, Role::User);
+    let last = store
+        .update_user(UserUpdate {
+            disabled: Some(true),
+            ..change(&bob.id)
+        })
+        .await;
+    assert!(matches!(last, Err(StoreError::Conflict(_))), "{last:?}");
+
+    let far = at(EXPIRY);
+    let bob_session = session(&store, &bob, at(10), far).await;
+    let carol_session = session(&store, &carol, at(10), far).await;
+    let regranted = store
+        .update_user(UserUpdate {
+            permissions: Some(vec![Permission::ProjectCreate, Permission::ReviewCreate]),
+            ..change(&carol.id)
+        })
+        .await
+        .expect("permissions");
+    assert_eq!(
+        regranted.permissions,
+        [Permission::ProjectCreate, Permission::ReviewCreate]
+    );
+    assert!(
+        live(&store, &carol_session, at(11)).await.is_some(),
+        "a permission change keeps sessions"
+    );
+
+    let rehashed = store
+        .update_user(UserUpdate {
+            password_hash: Some("$argon2id$new".into()),
+            ..change(&bob.id)
+        })
+        .await
+        .expect("password");
+    assert_eq!(rehashed.password_hash, "$argon2id$new");
+    assert!(
+        live(&store, &bob_session, at(12)).await.is_none(),
+        "a password change ends the user's sessions"
+    );
+    assert!(live(&store, &carol_session, at(12)).await.is_some());
+
+    let disabled = store
+        .update_user(UserUpdate {
+            disabled: Some(true),
+            ..change(&carol.id)
+        })
+        .await
+        .expect("disable carol");
+    assert!(disabled.disabled);
+    store
+        .update_user(UserUpdate {
+            disabled: Some(false),
+            ..change(&carol.id)
+        })
+        .await
+        .expect("enable carol");
+    assert!(
+        live(&store, &carol_session, at(13)).await.is_none(),
+        "disabling deleted the session, re-enabling does not revive it"
+    );
+}
+
+/// Sessions: found by digest until they expire, moved forward by
+/// `extend_session`, never for a disabled user; logout and the expiry
+/// sweep delete them.
+pub async fn sessions_expire_slide_and_exclude_disabled_users(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let s1 = session(&store, &alice, at(0), at(1_000)).await;
+    assert_eq!(
+        (s1.created_at, s1.last_seen_at, s1.expires_at),
+        (at(0), at(0), at(1_000))
+    );
+    let (found, owner) = live(&store, &s1, at(999)).await.expect("live session");
+    assert_eq!((found, owner), (s1.clone(), alice.clone()));
+    assert!(
+        live(&store, &s1, at(1_000)).await.is_none(),
+        "a session is valid until its expiry"
+    );
+    assert!(
+        store
+            .session_user(&SessionSecret::generate().digest(), at(0))
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+
+    store
+        .extend_session(&s1.digest, at(500), at(5_000))
+        .await
+        .expect("extend");
+    let (slid, _) = live(&store, &s1, at(1_000)).await.expect("extended");
+    assert_eq!(
+        (slid.created_at, slid.last_seen_at, slid.expires_at),
+        (at(0), at(500), at(5_000))
+    );
+
+    let mallory = user(&store, "mallory@example.com").await;
+    store
+        .update_user(UserUpdate {
+            id: mallory.id.clone(),
+            role: None,
+            permissions: None,
+            disabled: Some(true),
+            password_hash: None,
+        })
+        .await
+        .expect("disable");
+    let stale = session(&store, &mallory, at(0), at(EXPIRY)).await;
+    assert!(
+        live(&store, &stale, at(1)).await.is_none(),
+        "a disabled user's session does not authenticate"
+    );
+
+    store.delete_session(&s1.digest).await.expect("logout");
+    assert!(live(&store, &s1, at(1)).await.is_none());
+    store
+        .delete_session(&SessionSecret::generate().digest())
+        .await
+        .expect("unknown digests are not an error");
+
+    let early = session(&store, &alice, at(0), at(100)).await;
+    let edge = session(&store, &alice, at(0), at(200)).await;
+    let later = session(&store, &alice, at(0), at(10_000)).await;
+    // `stale` (mallory's, expiring at EXPIRY) is not yet expired either.
+    assert_eq!(
+        store.delete_expired_sessions(at(200)).await.expect("sweep"),
+        2
+    );
+    assert_eq!(
+        store.delete_expired_sessions(at(200)).await.expect("sweep"),
+        0
+    );
+    store
+        .extend_session(&early.digest, at(150), at(9_000))
+        .await
+        .expect("extending a deleted session is not an error");
+    assert!(live(&store, &early, at(201)).await.is_none());
+    assert!(live(&store, &edge, at(199)).await.is_none());
+    assert!(live(&store, &later, at(201)).await.is_some());
+}
+
+/// `list_tasks` returns the tasks in the given states, oldest first, at
+/// most `limit`; no states means no tasks.
+pub async fn task_lists_filter_by_state_oldest_first(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let r = runner(&store, &alice, "r1", "").await;
+    let (_, t1) = enqueue(&store, &alice, "", at(1)).await;
+    let (_, t2) = enqueue(&store, &alice, "", at(2)).await;
+    let (_, t3) = enqueue(&store, &alice, "", at(3)).await;
+    let (_, t4) = enqueue(&store, &alice, "", at(4)).await;
+    let claimed = claim(&store, &r, 1, at(5)).await;
+    assert_eq!(claimed[0].id, t1.id);
+    store.cancel_task(&t2.id, at(6)).await.expect("cancel");
+    let ids = |tasks: Vec<Task>| tasks.into_iter().map(|t| t.id).collect::<Vec<_>>();
+
+    let pending = store
+        .list_tasks(&[TaskState::Pending], 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        pending,
+        [task(&store, &t3.id).await, task(&store, &t4.id).await]
+    );
+    assert_eq!(
+        ids(store
+            .list_tasks(&[TaskState::Pending, TaskState::PickedUp], 10)
+            .await
+            .expect("list")),
+        [t1.id.clone(), t3.id.clone(), t4.id.clone()]
+    );
+    assert_eq!(
+        ids(store
+            .list_tasks(&[TaskState::PickedUp, TaskState::Pending], 2)
+            .await
+            .expect("list")),
+        [t1.id.clone(), t3.id.clone()],
+        "limited, oldest first whatever the order of states"
+    );
+    assert_eq!(
+        ids(store
+            .list_tasks(&[TaskState::Cancelled, TaskState::Completed], 10)
+            .await
+            .expect("list")),
+        vec![t2.id.clone()]
+    );
+    assert!(store.list_tasks(&[], 10).await.expect("list").is_empty());
+    assert!(
+        store
+            .list_tasks(&[TaskState::Failed], 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+/// `task_timings`: tasks created since the cut-off, oldest first, limited;
+/// `started_at` is the first claim even after a re-queue, `finished_at`
+/// the terminal time; unclaimed tasks have no start.
+pub async fn task_timings_start_at_the_first_claim(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let r = runner(&store, &alice, "r1", "").await;
+    let (_, old) = enqueue(&store, &alice, "", at(0)).await;
+    store.cancel_task(&old.id, at(1)).await.expect("cancel old");
+    let (_, t1) = enqueue(&store, &alice, "", at(10)).await;
+    let (_, t2) = enqueue(&store, &alice, "", at(11)).await;
+    let (_, t3) = enqueue(&store, &alice, "", at(12)).await;
+
+    let first = claim(&store, &r, 1, at(20)).await.remove(0);
+    assert_eq!(first.id, t1.id);
+    let reaped = store
+        .reap_expired_leases(at(21 + LEASE), at(21 + LEASE + EXPIRY))
+        .await
+        .expect("reap");
+    assert_eq!(reaped.requeued, vec![t1.id.clone()]);
+    let second = claim(&store, &r, 1, at(22 + LEASE)).await.remove(0);
+    assert_eq!(
+        (second.id.clone(), second.attempt),
+        (t1.id.clone(), Attempt(2))
+    );
+    store
+        .submit_result(
+            &tref(&second, &r),
+            result(TaskOutcome::Succeeded, None, false, at(23 + LEASE)),
+        )
+        .await
+        .expect("result");
+    store.cancel_task(&t3.id, at(30)).await.expect("cancel t3");
+
+    let timings = store.task_timings(at(5), 10).await.expect("timings");
+    assert_eq!(
+        timings,
+        [
+            TaskTiming {
+                task_id: t1.id.clone(),
+                state: TaskState::Completed,
+                created_at: at(10),
+                started_at: Some(at(20)),
+                finished_at: Some(at(23 + LEASE)),
+            },
+            TaskTiming {
+                task_id: t2.id.clone(),
+                state: TaskState::Pending,
+                created_at: at(11),
+                started_at: None,
+                finished_at: None,
+            },
+            TaskTiming {
+                task_id: t3.id.clone(),
+                state: TaskState::Cancelled,
+                created_at: at(12),
+                started_at: None,
+                finished_at: Some(at(30)),
+            },
+        ]
+    );
+    let first_two = store.task_timings(at(10), 2).await.expect("timings");
+    assert_eq!(
+        first_two
+            .iter()
+            .map(|t| t.task_id.clone())
+            .collect::<Vec<_>>(),
+        [t1.id, t2.id]
+    );
+    assert_eq!(
+        store.task_timings(at(0), 1).await.expect("timings")[0].task_id,
+        old.id,
+        "created exactly at the cut-off counts"
     );
 }

@@ -83,6 +83,48 @@ pub trait Store: Send + Sync + 'static {
     /// Number of users with the `admin` role.
     async fn count_admins(&self) -> StoreResult<u64>;
 
+    /// Creates `user` as the first admin, atomically: `None` (and nothing
+    /// written) if an admin exists already, so two first-run setups racing
+    /// cannot both succeed.
+    async fn create_first_admin(&self, user: NewUser) -> StoreResult<Option<User>>;
+
+    /// Every user, oldest first.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+
+    /// Changes a user's role, permissions, disabled flag or password hash
+    /// (fields left `None` keep their value). [`StoreError::NotFound`] if
+    /// the user does not exist; [`StoreError::Conflict`] if the change
+    /// would leave no enabled admin. Disabling a user or changing their
+    /// password ends their sessions in the same transaction.
+    async fn update_user(&self, update: UserUpdate) -> StoreResult<User>;
+
+    // ----- browser sessions ------------------------------------------------
+
+    /// Stores a new session (its token's digest only).
+    async fn create_session(&self, session: NewSession) -> StoreResult<Session>;
+
+    /// The live session with this token digest and its user: `None` when it
+    /// is unknown, expired, or its user is disabled.
+    async fn session_user(
+        &self,
+        digest: &ApiKeyDigest,
+        now: Timestamp,
+    ) -> StoreResult<Option<(Session, User)>>;
+
+    /// Slides a session's expiry forward and records it as seen at `now`.
+    async fn extend_session(
+        &self,
+        digest: &ApiKeyDigest,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// Ends one session (logout). Unknown digests are not an error.
+    async fn delete_session(&self, digest: &ApiKeyDigest) -> StoreResult<()>;
+
+    /// Deletes sessions that expired before `now`; returns how many.
+    async fn delete_expired_sessions(&self, now: Timestamp) -> StoreResult<u64>;
+
     /// Stores a new API key (its digest only).
     async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKey>;
 
@@ -198,6 +240,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of tasks in each state (states with none are omitted).
     async fn queue_counts(&self) -> StoreResult<Vec<(TaskState, u64)>>;
+
+    /// Tasks in any of `states`, oldest first, at most `limit`.
+    async fn list_tasks(&self, states: &[TaskState], limit: u32) -> StoreResult<Vec<Task>>;
+
+    /// The timing of every task created at or after `since`, oldest first,
+    /// at most `limit`: what the dashboard's charts, throughput and failure
+    /// rate are computed from.
+    async fn task_timings(&self, since: Timestamp, limit: u32) -> StoreResult<Vec<TaskTiming>>;
 
     // ----- configuration items (AI configs, templates, rules) -------------
 

@@ -680,3 +680,61 @@ pub struct ChangeThread {
     /// Fingerprints of findings already posted inline.
     pub posted_fingerprints: Vec<String>,
 }
+
+/// A change to a user; `None` fields keep their value.
+#[derive(Debug, Clone)]
+pub struct UserUpdate {
+    /// The user.
+    pub id: UserId,
+    /// New role.
+    pub role: Option<Role>,
+    /// New permissions.
+    pub permissions: Option<Vec<Permission>>,
+    /// Disable or enable.
+    pub disabled: Option<bool>,
+    /// New Argon2id PHC string.
+    pub password_hash: Option<String>,
+}
+
+/// A browser session to create.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// SHA-256 of the session token.
+    pub digest: ApiKeyDigest,
+    /// Its user.
+    pub user_id: UserId,
+    /// Creation time.
+    pub now: Timestamp,
+    /// Expiry.
+    pub expires_at: Timestamp,
+}
+
+/// A stored browser session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// SHA-256 of the session token.
+    pub digest: ApiKeyDigest,
+    /// Its user.
+    pub user_id: UserId,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last request seen.
+    pub last_seen_at: Timestamp,
+    /// Expiry (slides forward with use).
+    pub expires_at: Timestamp,
+}
+
+/// When a task was created, first claimed and finished, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskTiming {
+    /// Task.
+    pub task_id: TaskId,
+    /// State now.
+    pub state: TaskState,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// First claim, if any.
+    pub started_at: Option<Timestamp>,
+    /// Terminal time, if finished.
+    pub finished_at: Option<Timestamp>,
+}
