@@ -507,6 +507,7 @@ mod tests {
             source: FindingSource::Check,
             suggestion: None,
             old_end_line: None,
+            context: Vec::new(),
         }
     }
 

@@ -61,6 +61,7 @@ fn to_finding(f: &ModelFinding, line: u32, end_line: u32, content: &str) -> Find
         source: FindingSource::Model,
         suggestion: f.suggestion.clone().filter(|s| !s.trim().is_empty()),
         old_end_line: None,
+        context: Vec::new(),
     }
 }
 

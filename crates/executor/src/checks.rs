@@ -68,6 +68,86 @@ pub struct Finding {
     /// (GitLab needs it to place a comment there); `None` for added lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_end_line: Option<u32>,
+    /// A few new-side lines of the diff around the finding, secrets masked,
+    /// so a reader sees the code without opening the forge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<ContextLine>,
+}
+
+/// One new-side line of code shown around a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextLine {
+    /// New-side line number.
+    pub line: u32,
+    /// The line's text, with every recognised secret masked.
+    pub text: String,
+    /// Added by the change (not unchanged context).
+    pub changed: bool,
+}
+
+/// Lines of context shown before a finding's first line and after its last.
+pub const CONTEXT_RADIUS: u32 = 3;
+/// Most lines of context kept for one finding.
+pub const CONTEXT_MAX_LINES: usize = 20;
+/// Longest context line kept (characters); longer lines are cut with `…`.
+const CONTEXT_MAX_CHARS: usize = 240;
+
+/// Masks every secret the checks recognise in `text` (keeping a short
+/// prefix, as in finding messages), so code shown around findings never
+/// repeats a credential.
+pub fn mask_secrets(text: &str) -> String {
+    let mut out = text.to_owned();
+    for rule in secret_rules() {
+        let found: Vec<String> = rule
+            .re
+            .captures_iter(&out)
+            .filter_map(|m| m.get(1).map(|m| m.as_str().to_owned()))
+            .collect();
+        for secret in found {
+            out = out.replace(&secret, &redact(&secret));
+        }
+    }
+    out
+}
+
+/// Attaches the diff's new-side lines around each finding (the hunk that
+/// holds its line, [`CONTEXT_RADIUS`] lines either side, secrets masked).
+pub fn attach_context(findings: &mut [Finding], patches: &[FilePatch]) {
+    for f in findings {
+        let Some(patch) = patches.iter().find(|p| p.path() == f.file) else {
+            continue;
+        };
+        let from = f.line.saturating_sub(CONTEXT_RADIUS);
+        let to = f.end_line.max(f.line).saturating_add(CONTEXT_RADIUS);
+        f.context = patch
+            .hunks
+            .iter()
+            .filter(|h| {
+                let (start, end) = h.new_range();
+                start <= to && end >= from
+            })
+            .flat_map(|h| h.numbered())
+            .filter_map(|(n, l)| {
+                let n = n.filter(|n| (from..=to).contains(n))?;
+                let (text, changed) = match l {
+                    crate::diff::DiffLine::Added(t) => (t, true),
+                    crate::diff::DiffLine::Context(t) => (t, false),
+                    crate::diff::DiffLine::Removed(_) => return None,
+                };
+                let mut text = mask_secrets(text);
+                if text.chars().count() > CONTEXT_MAX_CHARS {
+                    text = text.chars().take(CONTEXT_MAX_CHARS).collect::<String>() + "…";
+                }
+                Some(ContextLine {
+                    line: n,
+                    text,
+                    changed,
+                })
+            })
+            .take(CONTEXT_MAX_LINES)
+            .collect();
+    }
 }
 
 struct SecretRule {
@@ -161,6 +241,7 @@ pub fn run_checks(files: &[FilePatch]) -> Vec<Finding> {
                             source: FindingSource::Check,
                             suggestion: None,
                             old_end_line: None,
+                            context: Vec::new(),
                         });
                     }
                 }
@@ -181,6 +262,7 @@ pub fn run_checks(files: &[FilePatch]) -> Vec<Finding> {
                         source: FindingSource::Check,
                         suggestion: None,
                         old_end_line: None,
+                        context: Vec::new(),
                     });
                 }
             }
@@ -215,6 +297,33 @@ mod tests {
             lines.len()
         );
         parse_patch(&text).expect("patch")
+    }
+
+    #[test]
+    fn context_shows_the_lines_around_a_finding_with_secrets_masked() {
+        let key = "AKIAZ7Q2LDHWJ4KX5N3P";
+        let lines: Vec<String> = (1..=12)
+            .map(|i| {
+                if i == 6 {
+                    format!("aws = \"{key}\"")
+                } else {
+                    format!("line {i}")
+                }
+            })
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let files = patch(&refs);
+        let mut f = run_checks(&files);
+        attach_context(&mut f, &files);
+        let ctx = &f[0].context;
+        let numbers: Vec<u32> = ctx.iter().map(|c| c.line).collect();
+        assert_eq!(numbers, (3..=9).collect::<Vec<_>>());
+        assert!(ctx.iter().all(|c| c.changed));
+        assert_eq!(ctx[0].text, "line 3");
+        assert!(!ctx[3].text.contains(key), "{}", ctx[3].text);
+        assert!(ctx[3].text.starts_with("aws = \"AKIAZ7"));
+        let json = serde_json::to_string(&f[0]).expect("json");
+        assert!(!json.contains(key), "{json}");
     }
 
     #[test]

@@ -759,7 +759,8 @@ impl<'a> Context<'a> {
             std::mem::take(&mut self.model_findings),
             min,
         ));
-        let findings = merge_duplicates(all);
+        let mut findings = merge_duplicates(all);
+        crate::checks::attach_context(&mut findings, &self.change.patches);
         let unanchored =
             merge_duplicates(filter_severity(std::mem::take(&mut self.unanchored), min));
         let worst = findings.iter().map(|f| f.severity).max();

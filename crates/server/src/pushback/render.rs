@@ -794,6 +794,7 @@ mod tests {
             source: FindingSource::Model,
             suggestion: None,
             old_end_line: None,
+            context: Vec::new(),
         }
     }
 
