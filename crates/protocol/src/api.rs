@@ -277,3 +277,116 @@ pub struct PushView {
     /// The last forge error, or why it was skipped.
     pub error: Option<String>,
 }
+
+/// A user, as admins see it (`GET /api/users`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    /// User id.
+    pub id: UserId,
+    /// Email (login name).
+    pub email: String,
+    /// Role.
+    pub role: Role,
+    /// Permissions granted (admins hold all).
+    pub permissions: Vec<String>,
+    /// Disabled users cannot log in or use their keys.
+    pub disabled: bool,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// `POST /api/users` (admin).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// Email (login name).
+    pub email: String,
+    /// Password (at least 8 characters); stored as an Argon2id hash.
+    pub password: String,
+    /// `user` (default) or `admin`.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// Permission strings, e.g. `review:create`.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// `PATCH /api/users/:id` (admin); absent fields keep their value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// New role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// New permission strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+    /// Disable (ends the user's sessions) or enable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// New password (ends the user's sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// `GET /api/queuedash`: the queue at a glance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueDash {
+    /// Tasks per state (every state listed, zeros included).
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// Age of the oldest pending task (ms), if any is pending.
+    pub oldest_pending_age_ms: Option<i64>,
+    /// Reviews finished in the last hour, by outcome.
+    pub last_hour: QueueThroughput,
+    /// Pending tasks, oldest first.
+    pub pending: Vec<QueueTask>,
+    /// Tasks held by runners, oldest first.
+    pub running: Vec<QueueTask>,
+    /// Tasks that failed, expired or were cancelled in the last 24 hours,
+    /// newest first (the ones a retry may be wanted for).
+    pub recent_failures: Vec<QueueTask>,
+}
+
+/// Finished tasks over a window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueThroughput {
+    /// Completed.
+    pub completed: u64,
+    /// Failed, expired or cancelled.
+    pub failed: u64,
+    /// Completed per minute over the window.
+    pub completed_per_minute: f64,
+}
+
+/// One task in the queue view.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueTask {
+    /// Task id.
+    pub task_id: TaskId,
+    /// Its review.
+    pub review_id: ReviewId,
+    /// State.
+    pub state: TaskState,
+    /// Phase of the current attempt.
+    pub phase: Option<Phase>,
+    /// Claims so far.
+    pub attempt: u32,
+    /// Claims allowed.
+    pub max_attempts: u32,
+    /// Runner holding (or that last held) it.
+    pub runner_id: Option<RunnerId>,
+    /// Age since it was queued (ms).
+    pub age_ms: i64,
+    /// Tags a runner needs.
+    pub required_tags: Vec<String>,
+    /// Why it failed, if it did.
+    pub failure_reason: Option<String>,
+    /// Whether the caller may cancel it (pending or running).
+    pub can_cancel: bool,
+    /// Whether the caller may retry it (failed, expired or cancelled).
+    pub can_retry: bool,
+}

@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,6 +115,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/reviews/{id}", get(routes::reviews::get_one))
         .route("/api/reviews/{id}/cancel", post(routes::reviews::cancel))
+        .route("/api/reviews/{id}/retry", post(routes::reviews::retry))
+        .route(
+            "/api/users",
+            get(routes::users::list).post(routes::users::create),
+        )
+        .route("/api/users/{id}", patch(routes::users::update))
         .route("/api/reviews/{id}/logs", get(routes::reviews::logs))
         .route("/api/reviews/{id}/comments", get(routes::results::comments))
         .route("/api/reviews/{id}/files", get(routes::results::files))
@@ -201,29 +207,44 @@ pub fn router(state: AppState) -> Router {
         .route("/api/webhook/gitlab", post(crate::webhooks::gitlab))
         .route("/api/webhook/github", post(crate::webhooks::github))
         .route("/api/webhook-events", get(crate::webhooks::events))
+        .merge(crate::dashboard::router())
         .fallback(not_found);
 
     api.layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(middleware::map_response(plain_errors_to_envelope))
+        .layer(middleware::from_fn(plain_errors_to_envelope))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 
-async fn not_found(req: Request) -> ApiError {
+async fn not_found(req: Request) -> Response {
+    if !req.uri().path().starts_with("/api") {
+        return crate::dashboard::PageError::Api(ApiError::not_found(format!(
+            "there is no page at {}",
+            req.uri().path()
+        )))
+        .into_response();
+    }
     ApiError::not_found(format!(
         "no route for {} {}; see the API reference in the README",
         req.method(),
         req.uri().path()
     ))
+    .into_response()
 }
 
-/// Rewrites error responses that did not come from our handlers (axum's
-/// 405, tower-http's 413, timeouts) into the envelope.
-async fn plain_errors_to_envelope(resp: Response) -> Response {
+/// Rewrites error responses under `/api` that did not come from our
+/// handlers (axum's 405, tower-http's 413, timeouts) into the envelope.
+/// Dashboard pages keep their HTML errors.
+async fn plain_errors_to_envelope(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api");
+    let resp = next.run(req).await;
+    if !api {
+        return resp;
+    }
     let status = resp.status();
     let is_json = resp
         .headers()

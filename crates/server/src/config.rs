@@ -92,6 +92,21 @@ pub struct ServerConfig {
     /// still open; values saved from now on use `AI_REVIEW_SECRET_KEY`.
     #[arg(long, env = "AI_REVIEW_SECRET_KEY_PREVIOUS", hide_env_values = true)]
     pub secret_key_previous: Option<String>,
+
+    /// Whether the dashboard's session cookie carries `Secure` (sent over
+    /// HTTPS only): `auto` (when `AI_REVIEW_PUBLIC_URL` is https), `true`
+    /// or `false`.
+    #[arg(long, env = "AI_REVIEW_COOKIE_SECURE", default_value = "auto")]
+    pub cookie_secure: String,
+
+    /// The session cookie's `SameSite`: `lax` (links from merge requests
+    /// open the dashboard logged in) or `strict`.
+    #[arg(long, env = "AI_REVIEW_COOKIE_SAMESITE", default_value = "lax")]
+    pub cookie_samesite: String,
+
+    /// A dashboard session ends after this many hours without a request.
+    #[arg(long, env = "AI_REVIEW_SESSION_IDLE_HOURS", default_value_t = 168)]
+    pub session_idle_hours: u64,
 }
 
 impl ServerConfig {
@@ -163,6 +178,30 @@ impl ServerConfig {
         if self.task_max_attempts == 0 {
             problems.push("TASK_MAX_ATTEMPTS must be at least 1".into());
         }
+        if self.session_idle_hours == 0 {
+            problems.push("AI_REVIEW_SESSION_IDLE_HOURS must be at least 1".into());
+        }
+        let cookie_secure = match self.cookie_secure.trim().to_ascii_lowercase().as_str() {
+            "auto" => None,
+            "true" | "1" | "yes" => Some(true),
+            "false" | "0" | "no" => Some(false),
+            other => {
+                problems.push(format!(
+                    "AI_REVIEW_COOKIE_SECURE={other:?} must be auto, true or false"
+                ));
+                None
+            }
+        };
+        let cookie_strict = match self.cookie_samesite.trim().to_ascii_lowercase().as_str() {
+            "lax" => false,
+            "strict" => true,
+            other => {
+                problems.push(format!(
+                    "AI_REVIEW_COOKIE_SAMESITE={other:?} must be lax or strict"
+                ));
+                false
+            }
+        };
         if self.body_limit_bytes < 1024 {
             problems.push("BODY_LIMIT_BYTES must be at least 1024".into());
         }
@@ -184,6 +223,15 @@ impl ServerConfig {
                 burst: self.rate_limit_burst.max(1),
             }),
             secrets: self.secret_box()?,
+            session: SessionSettings {
+                secure: cookie_secure.unwrap_or_else(|| {
+                    self.public_url
+                        .as_deref()
+                        .is_some_and(|u| u.trim().starts_with("https://"))
+                }),
+                same_site_strict: cookie_strict,
+                idle: Duration::from_secs(self.session_idle_hours.saturating_mul(3600)),
+            },
             public_url: match self
                 .public_url
                 .as_deref()
@@ -260,6 +308,19 @@ pub struct Settings {
     pub secrets: SecretBox,
     /// Public base URL (webhook checks, links in posted summaries).
     pub public_url: Option<String>,
+    /// Dashboard session cookie settings.
+    pub session: SessionSettings,
+}
+
+/// How dashboard sessions and their cookie behave.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    /// `Secure` attribute on the cookie.
+    pub secure: bool,
+    /// `SameSite=Strict` instead of `Lax`.
+    pub same_site_strict: bool,
+    /// Idle time after which a session ends.
+    pub idle: Duration,
 }
 
 /// A per-client token bucket.
@@ -290,6 +351,11 @@ impl Default for Settings {
             }),
             secrets: SecretBox::new(&SecretKey::generate(), &[]),
             public_url: None,
+            session: SessionSettings {
+                secure: false,
+                same_site_strict: false,
+                idle: Duration::from_secs(168 * 3600),
+            },
         }
     }
 }

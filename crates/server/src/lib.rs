@@ -2,7 +2,8 @@
 //!
 //! * [`config`]: every setting, from flags and environment variables.
 //! * [`app`]: the router, its middleware, and [`app::AppState`].
-//! * [`auth`]: API-key authentication and permission checks.
+//! * [`auth`]: API-key and session authentication, permission checks.
+//! * [`dashboard`]: the web dashboard (server-rendered pages, SSE).
 //! * [`error`]: the one error type handlers return, rendered as the API envelope.
 //! * [`routes`]: the handlers, one module per resource.
 //! * [`queue`]: long-poll wake-ups and the background reaper.
@@ -14,6 +15,7 @@ pub mod app;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod passwords;

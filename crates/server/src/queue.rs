@@ -77,6 +77,10 @@ pub async fn reap_once(state: &AppState) -> StoreResult<ReaperPass> {
     if let Some(l) = &state.limiter {
         l.sweep();
     }
+    let sessions = state.store.delete_expired_sessions(now).await?;
+    if sessions > 0 {
+        tracing::debug!(sessions, "expired dashboard sessions deleted");
+    }
     Ok(ReaperPass {
         requeued: report.requeued.len(),
         failed: report.failed.len(),

@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod git;
+pub mod web;
 
 use ai_review_domain::{
     ApiKeyId, ApiKeySecret, Email, Permission, Role, RunnerId, Timestamp, UserId,

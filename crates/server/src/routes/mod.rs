@@ -10,4 +10,5 @@ pub mod results;
 pub mod reviews;
 pub mod runners;
 pub mod sync;
+pub mod users;
 pub mod views;

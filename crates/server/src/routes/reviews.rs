@@ -1,6 +1,7 @@
 //! Reviews: `POST /api/reviews` queues one change; `GET /api/reviews`,
 //! `GET /api/reviews/:id` (state, phases, attempts, result),
-//! `POST /api/reviews/:id/cancel`, `GET /api/reviews/:id/logs`.
+//! `POST /api/reviews/:id/cancel`, `POST /api/reviews/:id/retry`,
+//! `GET /api/reviews/:id/logs`.
 
 use crate::app::{AppState, ok};
 use crate::auth::Caller;
@@ -10,7 +11,7 @@ use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::views;
 use ai_review_domain::{
     CommitSha, ConfigId, Permission, RepoUrl, ReviewId, ReviewStatus, Role, TagSet, TaskId,
-    Timestamp, UserId,
+    TaskState, Timestamp, UserId,
 };
 use ai_review_protocol::api::{CreateReviewRequest, LogLineView, ReviewView};
 use ai_review_protocol::runner::{CloneCredentials, TaskSpec};
@@ -164,7 +165,7 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, ok(view)))
 }
 
-async fn load(state: &AppState, id: &str) -> ApiResult<Review> {
+pub(crate) async fn load(state: &AppState, id: &str) -> ApiResult<Review> {
     let id = ReviewId::parse(id)?;
     state
         .store
@@ -173,7 +174,7 @@ async fn load(state: &AppState, id: &str) -> ApiResult<Review> {
         .ok_or_else(|| ApiError::not_found(format!("review {id} not found")))
 }
 
-async fn detail(state: &AppState, review: Review) -> ApiResult<ReviewView> {
+pub(crate) async fn detail(state: &AppState, review: Review) -> ApiResult<ReviewView> {
     let task = state
         .store
         .get_task(&review.task_id)
@@ -225,6 +226,68 @@ pub async fn cancel(
     tracing::info!(review.id = %review.id, "cancellation requested");
     let review = load(&state, &id).await?;
     Ok(ok(detail(&state, review).await?))
+}
+
+/// `POST /api/reviews/:id/retry` (the review's creator with
+/// `review:create`, or an admin): queues the same review again, with the
+/// same frozen specification, as a new review (and, for a merge/pull
+/// request, a new round). Only a review that failed, expired or was
+/// cancelled can be retried. 202 with the new review.
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Envelope<ReviewView>>)> {
+    caller.require(Permission::ReviewCreate)?;
+    let review = load(&state, &id).await?;
+    if review.created_by != caller.user.id && caller.user.role != Role::Admin {
+        return Err(ApiError::forbidden(
+            "only the review's creator or an admin may retry it",
+        ));
+    }
+    let task = state
+        .store
+        .get_task(&review.task_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("task {} not found", review.task_id)))?;
+    if !matches!(
+        task.state,
+        TaskState::Failed | TaskState::Expired | TaskState::Cancelled
+    ) {
+        return Err(ApiError::conflict(format!(
+            "review {} is {}: only a failed, expired or cancelled review can be retried",
+            review.id, task.state
+        )));
+    }
+    let now = state.clock.now();
+    let new_id = ReviewId::generate();
+    let mut spec = task.spec.clone();
+    if let Some(obj) = spec.as_object_mut() {
+        obj.insert("reviewId".into(), serde_json::json!(new_id.as_str()));
+    }
+    let (new_review, _) = state
+        .store
+        .enqueue_review(NewReview {
+            id: new_id,
+            task_id: TaskId::generate(),
+            repo_url: review.repo_url.clone(),
+            base_sha: review.base_sha.clone(),
+            head_sha: review.head_sha.clone(),
+            branch: review.branch.clone(),
+            title: review.title.clone(),
+            created_by: caller.user.id.clone(),
+            required_tags: task.required_tags.clone(),
+            max_attempts: state.settings.max_attempts,
+            expires_at: now.plus_millis(millis(state.settings.unclaimed_expiry)),
+            spec,
+            change: review.change.clone(),
+            now,
+        })
+        .await?;
+    state.wake.wake_all();
+    tracing::info!(review.id = %new_review.id, retry_of = %review.id, "review queued again");
+    let view = detail(&state, new_review).await?;
+    Ok((StatusCode::ACCEPTED, ok(view)))
 }
 
 /// Query of `GET /api/reviews`.

@@ -1,0 +1,986 @@
+//! The dashboard over real HTTP, on SQLite and PostgreSQL: logged-out
+//! redirects, login/logout, first-run setup, cross-site submissions
+//! refused on every form, permissions as on the API, keys shown once, the
+//! queue view and retry, and cookie-authenticated API calls needing CSRF.
+
+use ai_review_domain::Role;
+use ai_review_testkit::web::{WebSession, form_value, set_cookie, set_cookie_header};
+use ai_review_testkit::{Backend, Principal, TestApp, on_both_backends};
+use serde_json::{Value, json};
+
+on_both_backends!(
+    every_page_redirects_to_login_when_logged_out,
+    login_sets_a_safe_cookie_and_logout_ends_the_session,
+    every_form_refuses_a_cross_site_submission,
+    a_viewer_without_permission_cannot_change_settings,
+    a_created_key_is_shown_once_and_works,
+    queue_view_lists_tasks_and_retries_failures,
+    session_api_calls_need_the_csrf_header,
+    admins_manage_users_and_keep_an_admin,
+    settings_forms_create_and_delete_through_the_api,
+    review_pages_show_findings_context_and_log,
+);
+
+/// Every GET page of the dashboard (ids filled in by the test).
+const PAGES: &[&str] = &[
+    "/",
+    "/runners",
+    "/runners/live",
+    "/queue",
+    "/queue/live",
+    "/reviews",
+    "/reviews/{review}",
+    "/reviews/{review}/live",
+    "/settings",
+    "/settings/api-keys",
+    "/settings/users",
+    "/settings/platforms",
+    "/settings/projects",
+    "/settings/ai",
+    "/settings/templates",
+    "/settings/rules",
+];
+
+/// Every state-changing form of the dashboard.
+const FORMS: &[&str] = &[
+    "/logout",
+    "/reviews",
+    "/queue/tasks/{task}/cancel",
+    "/queue/tasks/{task}/retry",
+    "/settings/api-keys",
+    "/settings/api-keys/{key}/revoke",
+    "/settings/users",
+    "/settings/users/{user}",
+    "/settings/platforms",
+    "/settings/platforms/{config}/delete",
+    "/settings/projects/sync",
+    "/settings/projects/{project}",
+    "/settings/ai",
+    "/settings/ai/{config}/delete",
+    "/settings/templates",
+    "/settings/templates/{config}/delete",
+    "/settings/rules",
+    "/settings/rules/{config}/delete",
+];
+
+fn fill(path: &str, ids: &[(&str, String)]) -> String {
+    let mut p = path.to_owned();
+    for (k, v) in ids {
+        p = p.replace(&format!("{{{k}}}"), v);
+    }
+    p
+}
+
+async fn ids(app: &TestApp) -> Vec<(&'static str, String)> {
+    let review = app.enqueue(&app.admin, &[]).await;
+    vec![
+        ("review", review.id.as_str().to_owned()),
+        ("task", review.task.id.as_str().to_owned()),
+        ("key", app.admin.key_id.as_str().to_owned()),
+        ("user", app.admin.user.id.as_str().to_owned()),
+        ("config", "0190f000-0000-7000-8000-000000000000".to_owned()),
+        ("project", "0190f000-0000-7000-8000-000000000000".to_owned()),
+    ]
+}
+
+async fn every_page_redirects_to_login_when_logged_out(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ids = ids(&app).await;
+    for p in PAGES {
+        let path = fill(p, &ids);
+        let r = app.page(None, &path).await;
+        assert_eq!(r.status().as_u16(), 303, "{path} logged out");
+        let to = r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned();
+        assert!(to.starts_with("/login"), "{path} → {to}");
+        // A stale or forged cookie is the same as none.
+        let r = app
+            .page(
+                Some("ai_review_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+                &path,
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 303, "{path} with an unknown session");
+    }
+    let r = app.page(None, "/reviews?status=failed").await;
+    assert_eq!(
+        r.headers()["location"],
+        "/login?next=%2Freviews%3Fstatus%3Dfailed",
+        "the login page brings the user back"
+    );
+    for p in FORMS {
+        let path = fill(p, &ids);
+        let r = app.submit_raw(None, &path, &[("_csrf", "x")], &[]).await;
+        assert_eq!(r.status().as_u16(), 303, "POST {path} logged out");
+    }
+    let a = app.get("/api/queuedash", &Principal::Anonymous).await;
+    a.expect_error(401, "UNAUTHORIZED");
+    // Assets are public (the login page needs them) and embedded.
+    let html = app.page(None, "/login").await.text().await.expect("login");
+    let css = html
+        .split("href=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("css link");
+    let r = app.page(None, css).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/css")
+    );
+}
+
+async fn login_sets_a_safe_cookie_and_logout_ends_the_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(
+        app.try_login("admin@example.com", "wrong-password")
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        app.try_login("nobody@example.com", "password123")
+            .await
+            .err(),
+        Some(401)
+    );
+    // The session cookie's attributes.
+    let c = app.web_client();
+    let page = c
+        .get(format!("{}/login", app.url()))
+        .send()
+        .await
+        .expect("login");
+    let form_cookie = set_cookie(&page, "ai_review_form").expect("form cookie");
+    let token = form_value(&page.text().await.expect("html"), "_form").expect("token");
+    let r = c
+        .post(format!("{}/login", app.url()))
+        .header("cookie", &form_cookie)
+        .form(&[
+            ("_form", token.as_str()),
+            ("email", "admin@example.com"),
+            ("password", "password123"),
+            ("next", "//evil.example/x"),
+        ])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/", "no open redirect");
+    let header = set_cookie_header(&r, "ai_review_session").expect("session cookie");
+    assert!(header.contains("HttpOnly"), "{header}");
+    assert!(header.contains("SameSite=Lax"), "{header}");
+    assert!(
+        !header.contains("Secure"),
+        "plain-HTTP test server: {header}"
+    );
+    // The stored session is a digest: the cookie value is nowhere in the store.
+    let s = app.login("admin@example.com", "password123").await;
+    let r = app.page(Some(&s.cookie), "/").await;
+    assert_eq!(r.status().as_u16(), 200);
+    let r = app.submit(&s, "/logout", &[]).await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert!(
+        set_cookie_header(&r, "ai_review_session")
+            .expect("cleared")
+            .contains("Max-Age=0")
+    );
+    let r = app.page(Some(&s.cookie), "/").await;
+    assert_eq!(
+        r.status().as_u16(),
+        303,
+        "the session ended on the server, not only in the browser"
+    );
+    // A disabled user's sessions end at once.
+    let u = app.user("dana@example.com", Role::User, &[]).await;
+    let s = app.login("dana@example.com", "password123").await;
+    let admin = app.login("admin@example.com", "password123").await;
+    let r = app
+        .submit(
+            &admin,
+            &format!("/settings/users/{}", u.user.id.as_str()),
+            &[("role", "user"), ("disabled", "on")],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(app.page(Some(&s.cookie), "/").await.status().as_u16(), 303);
+    assert_eq!(
+        app.try_login("dana@example.com", "password123").await.err(),
+        Some(401)
+    );
+}
+
+async fn forged(app: &TestApp, s: &WebSession, path: &str) -> Vec<(String, u16)> {
+    let mut out = Vec::new();
+    let no_token = app
+        .submit_raw(Some(&s.cookie), path, &[("name", "x")], &[])
+        .await;
+    out.push(("no token".into(), no_token.status().as_u16()));
+    let wrong = app
+        .submit_raw(
+            Some(&s.cookie),
+            path,
+            &[
+                ("_csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+                ("name", "x"),
+            ],
+            &[],
+        )
+        .await;
+    out.push(("wrong token".into(), wrong.status().as_u16()));
+    let site = app
+        .submit_raw(
+            Some(&s.cookie),
+            path,
+            &[("_csrf", &s.csrf), ("name", "x")],
+            &[("sec-fetch-site", "cross-site")],
+        )
+        .await;
+    out.push(("Sec-Fetch-Site: cross-site".into(), site.status().as_u16()));
+    let origin = app
+        .submit_raw(
+            Some(&s.cookie),
+            path,
+            &[("_csrf", &s.csrf), ("name", "x")],
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    out.push(("foreign Origin".into(), origin.status().as_u16()));
+    out
+}
+
+async fn every_form_refuses_a_cross_site_submission(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ids = ids(&app).await;
+    let s = app.login("admin@example.com", "password123").await;
+    for p in FORMS {
+        let path = fill(p, &ids);
+        for (how, status) in forged(&app, &s, &path).await {
+            assert_eq!(status, 403, "POST {path} with {how}");
+        }
+    }
+    // Nothing was changed by any of them: still one key, the session lives,
+    // the review is still queued.
+    let keys = app
+        .get("/api/api-keys", &app.admin.bearer())
+        .await
+        .expect(200);
+    assert_eq!(keys.data().as_array().map(Vec::len), Some(1));
+    assert_eq!(app.page(Some(&s.cookie), "/").await.status().as_u16(), 200);
+    let review = fill("{review}", &ids);
+    assert_eq!(app.review(&review).await.task.state.as_str(), "pending");
+    // The login and setup forms (no session yet) refuse forgeries too.
+    let r = app
+        .submit_raw(
+            None,
+            "/login",
+            &[
+                ("_form", "x"),
+                ("email", "admin@example.com"),
+                ("password", "password123"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 403, "login without the form cookie");
+    let r = app
+        .submit_raw(
+            Some("ai_review_form=abc"),
+            "/login",
+            &[
+                ("_form", "abc"),
+                ("email", "admin@example.com"),
+                ("password", "password123"),
+            ],
+            &[("sec-fetch-site", "cross-site")],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 403, "cross-site login");
+    let r = app
+        .submit_raw(
+            None,
+            "/setup",
+            &[
+                ("_form", "x"),
+                ("email", "a@b.example"),
+                ("password", "password123"),
+                ("confirm", "password123"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 403, "setup without the form cookie");
+    // The same-site submission of the same form works.
+    let r = app
+        .submit(&s, "/settings/api-keys", &[("name", "same-site")])
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+async fn a_viewer_without_permission_cannot_change_settings(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.user("viewer@example.com", Role::User, &[]).await;
+    let s = app.login("viewer@example.com", "password123").await;
+    // Reading works; forms to change are not offered.
+    for p in [
+        "/settings/ai",
+        "/settings/platforms",
+        "/settings/templates",
+        "/settings/rules",
+        "/settings/projects",
+        "/queue",
+        "/reviews",
+    ] {
+        let r = app.page(Some(&s.cookie), p).await;
+        assert_eq!(r.status().as_u16(), 200, "{p}");
+        let html = r.text().await.expect("html");
+        assert!(
+            !html.contains(&format!("method=\"post\" action=\"{p}\"")),
+            "{p} offers a create form to a viewer"
+        );
+    }
+    assert_eq!(
+        app.page(Some(&s.cookie), "/settings/users")
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+    // Submitting anyway is refused exactly as the API refuses.
+    let attempts: &[(&str, &[(&str, &str)])] = &[
+        (
+            "/settings/ai",
+            &[
+                ("name", "x"),
+                ("provider", "openai"),
+                ("baseUrl", "http://127.0.0.1:9/v1"),
+                ("model", "m"),
+            ],
+        ),
+        (
+            "/settings/platforms",
+            &[
+                ("name", "x"),
+                ("platformType", "gitlab"),
+                ("baseUrl", "http://127.0.0.1:9"),
+            ],
+        ),
+        (
+            "/settings/templates",
+            &[("name", "x"), ("content", "Be brief.")],
+        ),
+        (
+            "/settings/rules",
+            &[("name", "x"), ("paths", "**"), ("instructions", "Check.")],
+        ),
+        (
+            "/settings/users",
+            &[
+                ("email", "new@example.com"),
+                ("password", "password123"),
+                ("role", "admin"),
+            ],
+        ),
+        (
+            "/reviews",
+            &[
+                ("repoUrl", "https://git.example.com/a.git"),
+                ("baseSha", &"a".repeat(40)),
+                ("headSha", &"b".repeat(40)),
+            ],
+        ),
+    ];
+    for (path, fields) in attempts {
+        let r = app.submit(&s, path, fields).await;
+        assert_eq!(r.status().as_u16(), 403, "POST {path} as a viewer");
+        let html = r.text().await.expect("html");
+        assert!(
+            html.contains("permission") || html.contains("admins"),
+            "{path}: {html}"
+        );
+    }
+    for path in [
+        "/api/ai-configs",
+        "/api/platform-configs",
+        "/api/review-templates",
+        "/api/review-rules",
+    ] {
+        let a = app.get(path, &app.admin.bearer()).await.expect(200);
+        assert_eq!(
+            a.data().as_array().map(Vec::len),
+            Some(0),
+            "{path}: nothing was created"
+        );
+    }
+    let users = app.get("/api/users", &app.admin.bearer()).await.expect(200);
+    assert_eq!(users.data().as_array().map(Vec::len), Some(2));
+}
+
+async fn a_created_key_is_shown_once_and_works(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let s = app.login("admin@example.com", "password123").await;
+    let r = app
+        .submit(
+            &s,
+            "/settings/api-keys",
+            &[("name", "ci runner"), ("expiresInDays", "")],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    let html = r.text().await.expect("html");
+    let key = html
+        .split("id=\"new-key\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .expect("the new key is shown")
+        .to_owned();
+    assert!(key.starts_with("air_"), "{key}");
+    let me = app
+        .get("/api/me", &Principal::Bearer(key.clone()))
+        .await
+        .expect(200);
+    assert_eq!(me.data()["email"], "admin@example.com");
+    let again = app
+        .page(Some(&s.cookie), "/settings/api-keys")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(again.contains("ci runner"));
+    assert!(!again.contains(&key), "the key is never shown again");
+    assert!(again.contains(&key[..10]), "its prefix identifies it");
+    // Revoke through the page: the key stops working.
+    let keys = app
+        .get("/api/api-keys", &app.admin.bearer())
+        .await
+        .expect(200);
+    let id = keys
+        .data()
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["name"] == "ci runner")
+        .expect("key")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = app
+        .submit(&s, &format!("/settings/api-keys/{id}/revoke"), &[])
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/settings/api-keys?ok=revoked");
+    app.get("/api/me", &Principal::Bearer(key))
+        .await
+        .expect(401);
+}
+
+async fn queue_view_lists_tasks_and_retries_failures(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let reviewer = app.reviewer("rita@example.com").await;
+    let other = app.reviewer("otto@example.com").await;
+    let first = app.enqueue(&reviewer, &[]).await;
+    let second = app.enqueue(&other, &["gpu"]).await;
+    let runner = app.runner(&app.admin, "runner-q", "").await;
+    let claimed = app.claim(&runner).await.expect("claim");
+    assert_eq!(claimed.task_id, first.task.id);
+    let dash = app
+        .get("/api/queuedash", &reviewer.bearer())
+        .await
+        .expect(200);
+    let d = dash.data();
+    assert_eq!(d["counts"]["pending"], 1);
+    assert_eq!(d["counts"]["picked_up"], 1);
+    assert_eq!(d["counts"]["completed"], 0, "every state is listed");
+    assert_eq!(d["running"][0]["runnerId"], "runner-q");
+    assert_eq!(d["running"][0]["canCancel"], true, "rita's own review");
+    assert_eq!(d["pending"][0]["reviewId"], second.id.as_str());
+    assert_eq!(d["pending"][0]["requiredTags"], json!(["gpu"]));
+    assert_eq!(d["pending"][0]["canCancel"], false, "otto's review");
+    assert!(d["oldestPendingAgeMs"].as_i64().is_some());
+    // Cancel through the queue page, then retry the cancelled review.
+    let s = app.login("rita@example.com", "password123").await;
+    let html = app
+        .page(Some(&s.cookie), "/queue")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains(&format!("/queue/tasks/{}/cancel", first.task.id.as_str())));
+    assert!(
+        !html.contains(&format!("/queue/tasks/{}/cancel", second.task.id.as_str())),
+        "no action on others' reviews"
+    );
+    let r = app
+        .submit(
+            &s,
+            &format!("/queue/tasks/{}/cancel", second.task.id.as_str()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 403, "the API's rule: creator or admin");
+    runner
+        .heartbeat(ai_review_domain::RunnerStatus::Busy, 1)
+        .await
+        .ok();
+    let r = app
+        .submit(
+            &s,
+            &format!("/queue/tasks/{}/cancel", first.task.id.as_str()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let after = app.review(&first.id).await;
+    assert!(after.task.cancel_requested || after.task.state.as_str() == "cancelled");
+    // A pending review cancels at once and can be retried as a new review.
+    let third = app.enqueue(&reviewer, &["none-has-this"]).await;
+    app.post(
+        &format!("/api/reviews/{}/cancel", third.id.as_str()),
+        &reviewer.bearer(),
+        &json!({}),
+    )
+    .await
+    .expect(200);
+    let d = app
+        .get("/api/queuedash", &reviewer.bearer())
+        .await
+        .expect(200);
+    let failure = d.data()["recentFailures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .find(|t| t["reviewId"] == third.id.as_str())
+        .cloned()
+        .expect("listed");
+    assert_eq!(failure["canRetry"], true);
+    let r = app
+        .submit(
+            &s,
+            &format!("/queue/tasks/{}/retry", third.task.id.as_str()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let to = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let new_id = to.strip_prefix("/reviews/").expect("opens the new review");
+    assert_ne!(new_id, third.id.as_str());
+    let new = app.review(&new_id.to_owned()).await;
+    assert_eq!(new.task.state.as_str(), "pending");
+    assert_eq!(new.head_sha, third.head_sha);
+    assert_eq!(new.task.required_tags, vec!["none-has-this".to_owned()]);
+    // Retrying a queued review is refused.
+    let a = app
+        .post(
+            &format!("/api/reviews/{new_id}/retry"),
+            &reviewer.bearer(),
+            &json!({}),
+        )
+        .await;
+    a.expect_error(409, "CONFLICT");
+    let _ = other;
+}
+
+async fn session_api_calls_need_the_csrf_header(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let s = app.login("admin@example.com", "password123").await;
+    let c = app.web_client();
+    let me: Value = c
+        .get(format!("{}/api/me", app.url()))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        me["data"]["email"], "admin@example.com",
+        "reads work with the cookie"
+    );
+    let post = |csrf: Option<&str>| {
+        let mut rb = c
+            .post(format!("{}/api/api-keys", app.url()))
+            .header("cookie", &s.cookie)
+            .json(&json!({"name": "from-js"}));
+        if let Some(t) = csrf {
+            rb = rb.header("x-csrf-token", t);
+        }
+        rb.send()
+    };
+    assert_eq!(post(None).await.expect("post").status().as_u16(), 403);
+    assert_eq!(
+        post(Some("nope")).await.expect("post").status().as_u16(),
+        403
+    );
+    assert_eq!(
+        post(Some(&s.csrf)).await.expect("post").status().as_u16(),
+        200
+    );
+}
+
+async fn admins_manage_users_and_keep_an_admin(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let created = app
+        .post("/api/users", &app.admin.bearer(), &json!({"email": "pat@example.com", "password": "password123", "permissions": ["review:create"]}))
+        .await
+        .expect(201);
+    let id = created.data()["id"].as_str().expect("id").to_owned();
+    assert!(created.data().get("passwordHash").is_none());
+    app.post(
+        "/api/users",
+        &app.admin.bearer(),
+        &json!({"email": "x@example.com", "password": "short"}),
+    )
+    .await
+    .expect_error(400, "BAD_REQUEST");
+    app.post(
+        "/api/users",
+        &app.admin.bearer(),
+        &json!({"email": "y@example.com", "password": "password123", "permissions": ["root"]}),
+    )
+    .await
+    .expect_error(400, "BAD_REQUEST");
+    let admin = app.admin.bearer();
+    let patch = |path: String, body: Value| {
+        let rb = app.request(reqwest::Method::PATCH, &path).json(&body);
+        app.send(rb, &admin)
+    };
+    let a = patch(
+        format!("/api/users/{id}"),
+        json!({"permissions": ["review:create", "config:create"]}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        a.data()["permissions"],
+        json!(["review:create", "config:create"])
+    );
+    let me = app.admin.user.id.as_str().to_owned();
+    patch(format!("/api/users/{me}"), json!({"role": "user"}))
+        .await
+        .expect_error(409, "CONFLICT");
+    patch(format!("/api/users/{me}"), json!({"disabled": true}))
+        .await
+        .expect_error(409, "CONFLICT");
+    let pat = app.login("pat@example.com", "password123").await;
+    let r = app.page(Some(&pat.cookie), "/settings/users").await;
+    assert_eq!(r.status().as_u16(), 403);
+    let user = app.reviewer("quinn@example.com").await;
+    app.get("/api/users", &user.bearer())
+        .await
+        .expect_error(403, "FORBIDDEN");
+    // Through the page: promote pat to admin.
+    let s = app.login("admin@example.com", "password123").await;
+    let r = app
+        .submit(&s, &format!("/settings/users/{id}"), &[("role", "admin")])
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(
+        app.page(Some(&pat.cookie), "/settings/users")
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+async fn settings_forms_create_and_delete_through_the_api(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let s = app.login("admin@example.com", "password123").await;
+    let r = app
+        .submit(
+            &s,
+            "/settings/ai",
+            &[
+                ("name", "main"),
+                ("provider", "openai"),
+                ("baseUrl", "http://127.0.0.1:9/v1"),
+                ("model", "gpt-x"),
+                ("apiKey", "sk-dashboard-SECRET-123"),
+                ("isDefault", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let html = app
+        .page(Some(&s.cookie), "/settings/ai")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("gpt-x"));
+    assert!(
+        !html.contains("sk-dashboard-SECRET-123"),
+        "secrets are never rendered back"
+    );
+    let r = app
+        .submit(
+            &s,
+            "/settings/platforms",
+            &[
+                ("name", "gl"),
+                ("platformType", "gitlab"),
+                ("baseUrl", "http://127.0.0.1:9"),
+                ("accessToken", "glpat-SECRET-dashboard"),
+                ("webhookSecret", "hook-SECRET"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let html = app
+        .page(Some(&s.cookie), "/settings/platforms")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("gl") && !html.contains("glpat-SECRET") && !html.contains("hook-SECRET"));
+    let r = app
+        .submit(
+            &s,
+            "/settings/templates",
+            &[("name", "terse"), ("content", "Be terse.")],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let r = app
+        .submit(
+            &s,
+            "/settings/rules",
+            &[
+                ("name", "sql"),
+                ("paths", "migrations/**, **/*.sql"),
+                ("instructions", "Check locks."),
+            ],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let rules = app
+        .get("/api/review-rules", &app.admin.bearer())
+        .await
+        .expect(200);
+    assert_eq!(
+        rules.data()[0]["paths"],
+        json!(["migrations/**", "**/*.sql"])
+    );
+    // Invalid input is refused with the API's explanation.
+    let r = app
+        .submit(
+            &s,
+            "/settings/ai",
+            &[
+                ("name", "bad"),
+                ("provider", "openai"),
+                ("baseUrl", "not a url"),
+                ("model", "m"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 400);
+    // Delete through the pages.
+    for (list, page) in [
+        ("/api/ai-configs", "/settings/ai"),
+        ("/api/platform-configs", "/settings/platforms"),
+        ("/api/review-templates", "/settings/templates"),
+        ("/api/review-rules", "/settings/rules"),
+    ] {
+        let items = app.get(list, &app.admin.bearer()).await.expect(200);
+        let id = items.data()[0]["id"].as_str().expect("id").to_owned();
+        let r = app.submit(&s, &format!("{page}/{id}/delete"), &[]).await;
+        assert_eq!(r.status().as_u16(), 303, "{page}");
+        let items = app.get(list, &app.admin.bearer()).await.expect(200);
+        assert_eq!(items.data().as_array().map(Vec::len), Some(0), "{list}");
+    }
+}
+
+async fn review_pages_show_findings_context_and_log(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    use ai_review_domain::{Phase, TaskOutcome};
+    use ai_review_protocol::runner::LogLineIn;
+    let review = app.enqueue(&app.admin, &[]).await;
+    let runner = app.runner(&app.admin, "runner-r", "").await;
+    let task = app.claim(&runner).await.expect("claim");
+    let s = app.login("admin@example.com", "password123").await;
+    let html = app
+        .page(Some(&s.cookie), &format!("/reviews/{}", review.id.as_str()))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("data-live=\"/reviews/"),
+        "a running review streams"
+    );
+    runner
+        .report_phase(&task.task_id, task.attempt, Phase::Reviewing)
+        .await
+        .expect("phase");
+    runner
+        .append_logs(
+            &task.task_id,
+            task.attempt,
+            vec![LogLineIn {
+                text: "checking <b>files</b>".into(),
+                stream: Some("stdout".into()),
+                at: None,
+            }],
+        )
+        .await
+        .expect("logs");
+    let result = json!({
+        "version": 1, "kind": "review", "baseSha": "a".repeat(40), "headSha": "b".repeat(40),
+        "files": [], "totals": {"files": 1, "additions": 3, "deletions": 0},
+        "findings": [{
+            "file": "src/db.rs", "line": 2, "endLine": 2, "severity": "error", "category": "bug",
+            "ruleId": "model/bug", "confidence": 0.9, "message": "Unwrap on a fallible query.",
+            "fingerprint": "abc123", "source": "model",
+            "context": [{"line": 1, "text": "fn q() {", "changed": false}, {"line": 2, "text": "    db.query().unwrap();", "changed": true}]
+        }],
+        "summary": "One problem.", "rating": 2, "assessment": "request_changes",
+        "notReviewed": [{"path": "Cargo.lock", "reason": "lock file", "lines": []}],
+        "unanchored": [], "reviewedLines": 3, "appliedRuleIds": []
+    });
+    runner
+        .submit_result(
+            &task.task_id,
+            task.attempt,
+            TaskOutcome::Succeeded,
+            None,
+            false,
+            Some(result),
+        )
+        .await
+        .expect("result");
+    let html = app
+        .page(Some(&s.cookie), &format!("/reviews/{}", review.id.as_str()))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        !html.contains("data-live=\"/reviews/"),
+        "a finished review does not stream"
+    );
+    for needle in [
+        "src/db.rs",
+        "Unwrap on a fallible query.",
+        "db.query().unwrap();",
+        "Cargo.lock",
+        "lock file",
+        "One problem.",
+        "rating 2/5",
+        "request changes",
+        "checking &lt;b&gt;files&lt;/b&gt;",
+    ] {
+        assert!(html.contains(needle), "missing {needle:?}");
+    }
+    assert!(!html.contains("<b>files</b>"), "log text is escaped");
+    let list = app
+        .page(Some(&s.cookie), "/reviews?status=completed")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(list.contains(review.id.as_str()));
+    let list = app
+        .page(Some(&s.cookie), "/reviews?status=failed")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(!list.contains(review.id.as_str()));
+    let bad = app.page(Some(&s.cookie), "/reviews?status=nope").await;
+    assert_eq!(bad.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn first_run_setup_creates_one_admin_then_closes() {
+    use ai_review_server::clock::SystemClock;
+    use ai_review_server::config::Settings;
+    use std::sync::Arc;
+    ai_review_protocol::client::ensure_crypto_provider();
+    let dir = tempfile::tempdir().expect("tmp");
+    let store =
+        ai_review_server::open_store(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .expect("store");
+    let server = ai_review_server::RunningServer::start(
+        Settings {
+            rate_limit: None,
+            ..Settings::default()
+        },
+        store,
+        Arc::new(SystemClock),
+        false,
+    )
+    .await
+    .expect("server");
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let url = server.url();
+    let r = c.get(format!("{url}/login")).send().await.expect("login");
+    assert_eq!(
+        r.headers()["location"],
+        "/setup",
+        "no admin yet: the login page sends to setup"
+    );
+    let page = c.get(format!("{url}/setup")).send().await.expect("setup");
+    let cookie = set_cookie(&page, "ai_review_form").expect("form cookie");
+    let token = form_value(&page.text().await.expect("html"), "_form").expect("token");
+    let post = |fields: Vec<(&'static str, String)>| {
+        c.post(format!("{url}/setup"))
+            .header("cookie", &cookie)
+            .form(&fields)
+            .send()
+    };
+    let r = post(vec![
+        ("_form", token.clone()),
+        ("email", "root@example.com".into()),
+        ("password", "password123".into()),
+        ("confirm", "different1".into()),
+    ])
+    .await
+    .expect("post");
+    assert_eq!(r.status().as_u16(), 400, "passwords differ");
+    let r = post(vec![
+        ("_form", token.clone()),
+        ("email", "root@example.com".into()),
+        ("password", "password123".into()),
+        ("confirm", "password123".into()),
+    ])
+    .await
+    .expect("post");
+    assert_eq!(r.status().as_u16(), 303);
+    let session = set_cookie(&r, "ai_review_session").expect("logged in");
+    let r = c
+        .get(format!("{url}/settings/users"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("users");
+    assert_eq!(r.status().as_u16(), 200, "the new account is an admin");
+    let r = c
+        .get(format!("{url}/setup"))
+        .send()
+        .await
+        .expect("setup again");
+    assert_eq!(r.headers()["location"], "/login", "setup is closed");
+    let r = post(vec![
+        ("_form", token),
+        ("email", "second@example.com".into()),
+        ("password", "password123".into()),
+        ("confirm", "password123".into()),
+    ])
+    .await
+    .expect("post");
+    assert_eq!(r.status().as_u16(), 409, "a second admin cannot be set up");
+    server.stop().await.expect("stop");
+}
