@@ -984,3 +984,69 @@ async fn first_run_setup_creates_one_admin_then_closes() {
     assert_eq!(r.status().as_u16(), 409, "a second admin cannot be set up");
     server.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_and_strict_when_configured() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.session.secure = true;
+        s.session.same_site_strict = true;
+    })
+    .await;
+    let c = app.web_client();
+    let page = c
+        .get(format!("{}/login", app.url()))
+        .send()
+        .await
+        .expect("login");
+    let form_cookie = set_cookie(&page, "ai_review_form").expect("form cookie");
+    let token = form_value(&page.text().await.expect("html"), "_form").expect("token");
+    let r = c
+        .post(format!("{}/login", app.url()))
+        .header("cookie", &form_cookie)
+        .form(&[
+            ("_form", token.as_str()),
+            ("email", "admin@example.com"),
+            ("password", "password123"),
+        ])
+        .send()
+        .await
+        .expect("login");
+    let header = set_cookie_header(&r, "ai_review_session").expect("session cookie");
+    assert!(header.contains("; Secure"), "{header}");
+    assert!(header.contains("SameSite=Strict"), "{header}");
+    assert!(header.contains("HttpOnly"), "{header}");
+}
+
+#[test]
+fn cookie_settings_come_from_the_documented_variables() {
+    use ai_review_server::ServerConfig;
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerConfig,
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let data_dir = dir.path().display().to_string();
+    let parse = |args: &[&str]| {
+        let mut all = vec!["server", "--data-dir", data_dir.as_str()];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("parse").server.settings()
+    };
+    let s = parse(&[]).expect("defaults");
+    assert!(!s.session.secure && !s.session.same_site_strict);
+    let s = parse(&["--public-url", "https://review.example.com"]).expect("https");
+    assert!(s.session.secure, "auto: Secure behind an https public URL");
+    let s = parse(&[
+        "--public-url",
+        "https://review.example.com",
+        "--cookie-secure",
+        "false",
+    ])
+    .expect("off");
+    assert!(!s.session.secure);
+    let e = parse(&["--cookie-samesite", "none"]).expect_err("none is refused");
+    assert!(e.contains("AI_REVIEW_COOKIE_SAMESITE"), "{e}");
+    let e = parse(&["--session-idle-hours", "0"]).expect_err("zero");
+    assert!(e.contains("AI_REVIEW_SESSION_IDLE_HOURS"), "{e}");
+}

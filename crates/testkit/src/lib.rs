@@ -3,6 +3,7 @@
 //! [`ManualClock`] so tests move time instead of sleeping, with named
 //! request helpers and typed principals.
 
+pub mod browser;
 pub mod docker;
 pub mod git;
 pub mod web;

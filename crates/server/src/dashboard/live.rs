@@ -31,7 +31,8 @@ pub fn log_event(line: &str) -> Event {
 
 /// An event asking the page to reload (the thing it shows has finished).
 pub fn reload_event() -> Event {
-    Event::default().event("reload").data("")
+    // Browsers drop events whose data is empty.
+    Event::default().event("reload").data("finished")
 }
 
 /// An SSE response that calls `step` at once and then every

@@ -219,8 +219,8 @@ async fn body(state: &AppState, viewer: &Viewer) -> ApiResult<Markup> {
     Ok(html! {
         div #queue {
             div.cards {
-                @for (s, n) in &d.counts {
-                    div.card { span.n { (n) } span.l { (badge(s)) } }
+                @for s in TaskState::ALL {
+                    div.card { span.n { (d.counts.get(s.as_str()).copied().unwrap_or(0)) } span.l { (badge(s.as_str())) } }
                 }
                 div.card { span.n { (d.oldest_pending_age_ms.map_or_else(|| "–".to_owned(), duration)) } span.l { "oldest pending" } }
                 div.card { span.n { (d.last_hour.completed) } span.l { "completed in the last hour (" (format!("{:.2}", d.last_hour.completed_per_minute)) "/min), " (d.last_hour.failed) " failed" } }

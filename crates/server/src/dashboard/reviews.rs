@@ -236,12 +236,6 @@ fn status_panel(now: ai_review_domain::Timestamp, r: &ReviewView) -> Markup {
             .map(|e| e.at)
             .next_back()
     };
-    let reached = t.phase.map_or(0, |p| {
-        PHASES
-            .iter()
-            .position(|x| *x == p.as_str())
-            .map_or(0, |i| i + 1)
-    });
     let finished = t.state.is_terminal();
     let mut steps: Vec<(String, Option<ai_review_domain::Timestamp>, &str)> = Vec::new();
     steps.push((
@@ -260,18 +254,23 @@ fn status_panel(now: ai_review_domain::Timestamp, r: &ReviewView) -> Markup {
             "done"
         },
     ));
-    for (i, p) in PHASES.iter().enumerate() {
-        let class = if i + 1 < reached || (i + 1 == reached && finished) {
-            "done"
-        } else if i + 1 == reached {
+    for p in PHASES {
+        let when = at("phase", Some(p));
+        let class = if !finished && t.phase.is_some_and(|c| c.as_str() == p) {
             "current"
+        } else if when.is_some() {
+            "done"
         } else {
             ""
         };
-        steps.push(((*p).into(), at("phase", Some(p)), class));
+        steps.push((p.into(), when, class));
     }
     steps.push((
-        t.state.as_str().replace('_', " "),
+        if finished {
+            t.state.as_str().replace('_', " ")
+        } else {
+            "result".to_owned()
+        },
         t.finished_at,
         if finished { "done" } else { "" },
     ));
