@@ -51,6 +51,9 @@ pub struct AppState {
     >,
     /// HTTP client for forge APIs (pooled, 30 s per request).
     pub forge_http: reqwest::Client,
+    /// Login and setup attempts per client IP (password guessing costs an
+    /// Argon2 verification each): 10 a minute after a burst of 20.
+    pub login_limiter: Arc<Limiter>,
 }
 
 impl AppState {
@@ -73,6 +76,12 @@ impl AppState {
             runner_owners: Arc::default(),
             forge_http: ai_review_forge::http_client(std::time::Duration::from_secs(30))
                 .unwrap_or_default(),
+            login_limiter: Arc::new(Limiter::with_quota(
+                governor::Quota::per_minute(
+                    std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
+                )
+                .allow_burst(std::num::NonZeroU32::new(20).unwrap_or(std::num::NonZeroU32::MIN)),
+            )),
         }
     }
 }
@@ -214,6 +223,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(middleware::from_fn(plain_errors_to_envelope))
+        .layer(middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -234,6 +244,37 @@ async fn not_found(req: Request) -> Response {
         req.uri().path()
     ))
     .into_response()
+}
+
+/// The dashboard's content security policy: everything from this server
+/// only, no inline script or style, no framing, forms post only here.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
+
+/// Headers on every answer: no MIME sniffing, no framing, no referrer to
+/// other sites; on pages also the CSP and `no-store` (a page may show a
+/// key once, and must not come back from a shared cache or the back button
+/// after logout).
+async fn security_headers(req: Request, next: Next) -> Response {
+    let page = !req.uri().path().starts_with("/api") && !req.uri().path().starts_with("/assets/");
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if page {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
 }
 
 /// Rewrites error responses under `/api` that did not come from our
@@ -271,6 +312,13 @@ async fn plain_errors_to_envelope(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
+/// The peer's address (0.0.0.0 when unknown, e.g. in router-only tests).
+pub fn peer_ip(req: &Request) -> std::net::IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
+
 async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(limiter) = &state.limiter else {
         return next.run(req).await;
@@ -278,15 +326,24 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
     if req.uri().path() == "/api/health" {
         return next.run(req).await;
     }
-    let key = match crate::auth::presented_credential(req.headers()) {
-        Ok(Some(raw)) => ClientKey::credential(raw),
-        _ => {
-            let ip = req
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-            ClientKey::Ip(ip)
-        }
+    // A request is counted against its API key only when it carries one of
+    // the right shape on an API route; anything else (pages, the login form,
+    // made-up headers) counts against its IP, so inventing a header does not
+    // buy a fresh bucket.
+    let credential = req
+        .uri()
+        .path()
+        .starts_with("/api/")
+        .then(|| {
+            crate::auth::presented_credential(req.headers())
+                .ok()
+                .flatten()
+        })
+        .flatten()
+        .filter(|raw| ai_review_domain::ApiKeySecret::parse(raw).is_ok());
+    let key = match credential {
+        Some(raw) => ClientKey::credential(raw),
+        None => ClientKey::Ip(peer_ip(&req)),
     };
     match limiter.check(&key) {
         Ok(()) => next.run(req).await,

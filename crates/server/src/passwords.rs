@@ -42,6 +42,26 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Argon2 runs at most this many at a time (each takes ~19 MiB and tens of
+/// milliseconds of CPU), off the async workers.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// [`hash_password`] on the blocking pool, at most two at a time.
+pub async fn hash_password_async(password: String) -> Result<String, PasswordError> {
+    let _permit = HASHING.acquire().await;
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .unwrap_or_else(|e| Err(PasswordError::Hash(e.to_string())))
+}
+
+/// [`verify_password`] on the blocking pool, at most two at a time.
+pub async fn verify_password_async(password: String, phc: String) -> bool {
+    let _permit = HASHING.acquire().await;
+    tokio::task::spawn_blocking(move || verify_password(&password, &phc))
+        .await
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,13 @@ impl Limiter {
         }
     }
 
+    /// A limiter with an explicit quota (e.g. per minute).
+    pub fn with_quota(quota: Quota) -> Self {
+        Self {
+            inner: RateLimiter::keyed(quota),
+        }
+    }
+
     /// `Ok` if the request may proceed, else how long to wait.
     pub fn check(&self, key: &ClientKey) -> Result<(), Duration> {
         self.inner

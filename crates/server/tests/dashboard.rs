@@ -1050,3 +1050,204 @@ fn cookie_settings_come_from_the_documented_variables() {
     let e = parse(&["--session-idle-hours", "0"]).expect_err("zero");
     assert!(e.contains("AI_REVIEW_SESSION_IDLE_HOURS"), "{e}");
 }
+
+/// Reads an SSE response until `done` holds for the text so far, or
+/// the stream ends, or `limit` passes; returns the text and whether the
+/// stream ended.
+async fn read_sse(
+    resp: &mut reqwest::Response,
+    limit: std::time::Duration,
+    done: impl Fn(&str) -> bool,
+) -> (String, bool) {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            Ok(Ok(Some(c))) => {
+                text.push_str(&String::from_utf8_lossy(&c));
+                if done(&text) {
+                    return (text, false);
+                }
+            }
+            Ok(Ok(None)) | Ok(Err(_)) => return (text, true),
+            Err(_) => return (text, false),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_resume_after_the_last_line_and_end_with_the_session() {
+    use ai_review_domain::{Phase, TaskOutcome};
+    use ai_review_protocol::runner::LogLineIn;
+    use std::time::Duration;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let review = app.enqueue(&app.admin, &[]).await;
+    let runner = app.runner(&app.admin, "runner-sse", "").await;
+    let task = app.claim(&runner).await.expect("claim");
+    runner
+        .report_phase(&task.task_id, task.attempt, Phase::Reviewing)
+        .await
+        .expect("phase");
+    let lines: Vec<LogLineIn> = (1..=3)
+        .map(|i| LogLineIn {
+            text: format!("line {i}"),
+            stream: Some("stdout".into()),
+            at: None,
+        })
+        .collect();
+    runner
+        .append_logs(&task.task_id, task.attempt, lines)
+        .await
+        .expect("logs");
+    let logs = app
+        .get(
+            &format!("/api/reviews/{}/logs", review.id.as_str()),
+            &app.admin.bearer(),
+        )
+        .await
+        .expect(200);
+    let first_seq = logs.data()[0]["seq"].as_i64().expect("seq");
+    let s = app.login("admin@example.com", "password123").await;
+    let c = app.web_client();
+    let live = format!("{}/reviews/{}/live?after=0", app.url(), review.id.as_str());
+    // A reconnect names the last line it saw: only later lines come.
+    let mut resp = c
+        .get(&live)
+        .header("cookie", &s.cookie)
+        .header("last-event-id", first_seq.to_string())
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/event-stream")
+    );
+    let (text, _) = read_sse(&mut resp, Duration::from_secs(10), |t| t.contains("line 3")).await;
+    assert!(
+        text.contains("event: html") && text.contains("review-status"),
+        "{text}"
+    );
+    assert!(!text.contains("line 1"), "already seen: {text}");
+    assert!(text.contains("line 2") && text.contains("line 3"), "{text}");
+    assert!(
+        text.contains(&format!("id: {}", first_seq + 2)),
+        "log events carry their seq: {text}"
+    );
+    // The finished review sends `reload` and the stream ends.
+    runner
+        .submit_result(
+            &task.task_id,
+            task.attempt,
+            TaskOutcome::Failed,
+            Some("boom".into()),
+            false,
+            None,
+        )
+        .await
+        .expect("result");
+    let (text, ended) = read_sse(&mut resp, Duration::from_secs(10), |_| false).await;
+    assert!(text.contains("event: reload"), "{text}");
+    assert!(ended, "the stream ends after reload");
+    // A runners stream ends once the session is logged out.
+    let mut runners = c
+        .get(format!("{}/runners/live", app.url()))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .expect("sse");
+    let (text, _) = read_sse(&mut runners, Duration::from_secs(10), |t| {
+        t.contains("runner-sse")
+    })
+    .await;
+    assert!(text.contains("runner-sse"), "{text}");
+    let r = app.submit(&s, "/logout", &[]).await;
+    assert_eq!(r.status().as_u16(), 303);
+    let (_, ended) = read_sse(&mut runners, Duration::from_secs(10), |_| false).await;
+    assert!(ended, "a logged-out session's stream ends");
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let r = app.page(None, "/login").await;
+    let h = r.headers();
+    let csp = h["content-security-policy"].to_str().expect("csp");
+    for d in [
+        "default-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "script-src 'self'",
+    ] {
+        assert!(csp.contains(d), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let r = app.page(None, "/api/health").await;
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(r.headers().get("content-security-policy").is_none());
+    // An unknown page is an HTML 404, an unknown API route the JSON envelope.
+    let r = app.page(None, "/no-such-page").await;
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/html")
+    );
+    app.get("/api/no-such-route", &Principal::Anonymous)
+        .await
+        .expect_error(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn login_attempts_are_throttled_per_address_and_made_up_keys_buy_nothing() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.rate_limit = Some(ai_review_server::config::RateLimit {
+            per_second: 1,
+            burst: 3,
+        });
+    })
+    .await;
+    // Inventing a different x-api-key per request does not get a fresh
+    // bucket: malformed keys count against the address.
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let r = app
+            .web_client()
+            .get(format!("{}/api/me", app.url()))
+            .header("x-api-key", format!("made-up-{i}"))
+            .send()
+            .await
+            .expect("get");
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // The login form has its own, stricter throttle (20, then 10 a minute).
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut last = 0;
+    for _ in 0..25 {
+        let r = app
+            .submit_raw(
+                None,
+                "/login",
+                &[
+                    ("_form", "x"),
+                    ("email", "admin@example.com"),
+                    ("password", "guess"),
+                ],
+                &[],
+            )
+            .await;
+        last = r.status().as_u16();
+        if last == 429 {
+            assert!(r.headers().get("retry-after").is_some());
+            break;
+        }
+    }
+    assert_eq!(last, 429, "guessing is throttled");
+}

@@ -1243,7 +1243,7 @@ impl Store for SqliteStore {
             "SELECT t.id, t.state, t.created_at, \
              (SELECT MIN(a.claimed_at) FROM task_attempts a WHERE a.task_id = t.id), \
              t.finished_at FROM tasks t WHERE t.created_at >= ?1 \
-             ORDER BY t.created_at, t.id LIMIT ?2",
+             ORDER BY t.created_at DESC, t.id DESC LIMIT ?2",
         )
         .bind(since.as_millis())
         .bind(i64::from(limit))

@@ -2162,11 +2162,11 @@ pub async fn task_timings_start_at_the_first_claim(store: DynStore) {
         timings,
         [
             TaskTiming {
-                task_id: t1.id.clone(),
-                state: TaskState::Completed,
-                created_at: at(10),
-                started_at: Some(at(20)),
-                finished_at: Some(at(23 + LEASE)),
+                task_id: t3.id.clone(),
+                state: TaskState::Cancelled,
+                created_at: at(12),
+                started_at: None,
+                finished_at: Some(at(30)),
             },
             TaskTiming {
                 task_id: t2.id.clone(),
@@ -2176,11 +2176,11 @@ pub async fn task_timings_start_at_the_first_claim(store: DynStore) {
                 finished_at: None,
             },
             TaskTiming {
-                task_id: t3.id.clone(),
-                state: TaskState::Cancelled,
-                created_at: at(12),
-                started_at: None,
-                finished_at: Some(at(30)),
+                task_id: t1.id.clone(),
+                state: TaskState::Completed,
+                created_at: at(10),
+                started_at: Some(at(20)),
+                finished_at: Some(at(23 + LEASE)),
             },
         ]
     );
@@ -2190,11 +2190,16 @@ pub async fn task_timings_start_at_the_first_claim(store: DynStore) {
             .iter()
             .map(|t| t.task_id.clone())
             .collect::<Vec<_>>(),
-        [t1.id, t2.id]
+        [t3.id.clone(), t2.id]
     );
     assert_eq!(
-        store.task_timings(at(0), 1).await.expect("timings")[0].task_id,
-        old.id,
+        store
+            .task_timings(at(0), 10)
+            .await
+            .expect("timings")
+            .last()
+            .map(|t| t.task_id.clone()),
+        Some(old.id),
         "created exactly at the cut-off counts"
     );
 }

@@ -244,9 +244,10 @@ pub trait Store: Send + Sync + 'static {
     /// Tasks in any of `states`, oldest first, at most `limit`.
     async fn list_tasks(&self, states: &[TaskState], limit: u32) -> StoreResult<Vec<Task>>;
 
-    /// The timing of every task created at or after `since`, oldest first,
-    /// at most `limit`: what the dashboard's charts, throughput and failure
-    /// rate are computed from.
+    /// The timing of every task created at or after `since`, newest first,
+    /// at most `limit` (so a cap drops the oldest, never the current ones):
+    /// what the dashboard's charts, throughput and failure rate are computed
+    /// from.
     async fn task_timings(&self, since: Timestamp, limit: u32) -> StoreResult<Vec<TaskTiming>>;
 
     // ----- configuration items (AI configs, templates, rules) -------------

@@ -135,11 +135,35 @@ pub fn time(t: Timestamp) -> String {
     )
 }
 
-/// A `<time>` element showing how long ago `t` was, with the exact time
-/// in its `datetime` and `title`.
+/// `14:03:12` (UTC).
+pub fn clock(t: Timestamp) -> String {
+    chrono::DateTime::from_timestamp_millis(t.as_millis())
+        .map_or_else(|| "-".to_owned(), |d| d.format("%H:%M:%S").to_string())
+}
+
+/// A `<time>` element showing how long ago `t` was, to the minute, with
+/// the exact time in its `datetime` and `title`. Minute steps keep live
+/// tables from changing (and being replaced under the keyboard focus)
+/// every second.
 pub fn ago(now: Timestamp, t: Timestamp) -> Markup {
     let exact = time(t);
-    html! { time datetime=(exact) title=(exact) { (duration(now.millis_since(t))) " ago" } }
+    let since = now.millis_since(t);
+    html! {
+        time datetime=(exact) title=(exact) {
+            @if since < 60_000 { "just now" } @else { (coarse(since)) " ago" }
+        }
+    }
+}
+
+/// An age to the minute: `under a minute`, `4 min`, `3 h 5 min`, `2 d 4 h`.
+pub fn coarse(ms: i64) -> String {
+    if ms < 60_000 {
+        "under a minute".to_owned()
+    } else if ms < 3_600_000 {
+        format!("{} min", ms / 60_000)
+    } else {
+        duration(ms)
+    }
 }
 
 /// `850 ms`, `12 s`, `4 min 10 s`, `3 h 5 min`, `2 d 4 h`.
@@ -192,6 +216,9 @@ mod tests {
         assert_eq!(duration(3 * 3_600_000 + 5 * 60_000), "3 h 5 min");
         assert_eq!(duration(2 * 86_400_000 + 4 * 3_600_000), "2 d 4 h");
         assert_eq!(duration(-5), "0 ms");
+        assert_eq!(coarse(59_999), "under a minute");
+        assert_eq!(coarse(250_000), "4 min");
+        assert_eq!(coarse(3 * 3_600_000 + 5 * 60_000), "3 h 5 min");
     }
 
     #[test]

@@ -184,7 +184,11 @@ impl IntoResponse for PageError {
                 let detail = e.detail.unwrap_or_else(|| {
                     "something went wrong on the server; the error is in its log".to_owned()
                 });
-                (status, layout::error_page(status, &detail)).into_response()
+                let mut resp = (status, layout::error_page(status, &detail)).into_response();
+                for (k, v) in e.headers {
+                    resp.headers_mut().insert(k, v);
+                }
+                resp
             }
         }
     }

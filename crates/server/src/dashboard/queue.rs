@@ -1,7 +1,7 @@
 //! `/queue` and `/api/queuedash`: counts per state, pending and running
 //! tasks, recent failures, throughput; cancel and retry for those allowed.
 
-use super::layout::{self, Section, badge, csrf, duration};
+use super::layout::{self, Section, badge, csrf};
 use super::{NoFields, PageResult, Posted, Viewer, live, see_other};
 use crate::app::{AppState, ok};
 use crate::auth::Caller;
@@ -19,6 +19,8 @@ use maud::{Markup, html};
 /// Most tasks listed per table.
 const LIST_LIMIT: u32 = 100;
 const HOUR_MS: i64 = 3_600_000;
+/// Most recent failures listed.
+const RECENT_FAILURES: usize = 20;
 
 async fn queue_task(state: &AppState, user: &User, t: Task) -> ApiResult<QueueTask> {
     let now = state.clock.now();
@@ -98,7 +100,7 @@ pub async fn dash(state: &AppState, user: &User) -> ApiResult<QueueDash> {
         .collect();
     failed.sort_by_key(|t| std::cmp::Reverse(t.finished_at));
     let mut recent_failures = Vec::new();
-    for t in failed.into_iter().take(50) {
+    for t in failed.into_iter().take(RECENT_FAILURES) {
         if let Some(task) = state.store.get_task(&t.task_id).await? {
             recent_failures.push(queue_task(state, user, task).await?);
         }
@@ -144,18 +146,25 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer) -> PageResult {
 /// `GET /queue/live`.
 pub async fn live(State(state): State<AppState>, viewer: Viewer) -> Response {
     let st = state.clone();
-    live::stream(&state, String::new(), move |last| {
-        let state = st.clone();
-        let viewer = viewer.clone();
-        async move {
-            let html = body(&state, &viewer).await.ok()?.into_string();
-            if html == last {
-                Some((Vec::new(), last))
-            } else {
-                Some((vec![live::html_event("queue", &html)], html))
+    let session = viewer.session.clone();
+    live::stream(
+        &state,
+        session,
+        live::TABLE_INTERVAL,
+        String::new(),
+        move |last| {
+            let state = st.clone();
+            let viewer = viewer.clone();
+            async move {
+                let html = body(&state, &viewer).await.ok()?.into_string();
+                if html == last {
+                    Some((Vec::new(), last))
+                } else {
+                    Some((vec![live::html_event("queue", &html)], html))
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 fn actions(viewer: &Viewer, t: &QueueTask) -> Markup {
@@ -194,7 +203,7 @@ fn tasks_table(viewer: &Viewer, caption: &str, tasks: &[QueueTask], running: boo
                         tr data-task=(t.task_id.as_str()) {
                             td { a.mono href={ "/reviews/" (t.review_id.as_str()) } { (&t.review_id.as_str()[..13.min(t.review_id.as_str().len())]) "…" } }
                             td { (badge(t.state.as_str())) }
-                            td { (duration(t.age_ms)) }
+                            td { (layout::coarse(t.age_ms)) }
                             td.num { (t.attempt) " / " (t.max_attempts) }
                             @if running {
                                 td.mono { (t.runner_id.as_ref().map_or("-", |r| r.as_str())) }
@@ -222,7 +231,7 @@ async fn body(state: &AppState, viewer: &Viewer) -> ApiResult<Markup> {
                 @for s in TaskState::ALL {
                     div.card { span.n { (d.counts.get(s.as_str()).copied().unwrap_or(0)) } span.l { (badge(s.as_str())) } }
                 }
-                div.card { span.n { (d.oldest_pending_age_ms.map_or_else(|| "–".to_owned(), duration)) } span.l { "oldest pending" } }
+                div.card { span.n { (d.oldest_pending_age_ms.map_or_else(|| "–".to_owned(), layout::coarse)) } span.l { "oldest pending" } }
                 div.card { span.n { (d.last_hour.completed) } span.l { "completed in the last hour (" (format!("{:.2}", d.last_hour.completed_per_minute)) "/min), " (d.last_hour.failed) " failed" } }
             }
             h2 { "Pending" }

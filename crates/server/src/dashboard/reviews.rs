@@ -281,7 +281,7 @@ fn status_panel(now: ai_review_domain::Timestamp, r: &ReviewView) -> Markup {
                 @for (name, when, class) in &steps {
                     li class=(class) data-step=(name) {
                         (name)
-                        small { (when.map_or_else(|| "–".to_owned(), |w| layout::time(w)[11..19].to_owned())) }
+                        small { (when.map_or_else(|| "–".to_owned(), layout::clock)) }
                     }
                 }
             }
@@ -414,8 +414,13 @@ fn result_section(out: &ExecutorOutput) -> Markup {
 }
 
 fn log_text(l: &ai_review_protocol::api::LogLineView) -> String {
-    let t = time(l.at);
-    format!("{} #{} {:<6} {}", &t[11..19], l.attempt.0, l.stream, l.text)
+    format!(
+        "{} #{} {:<6} {}",
+        layout::clock(l.at),
+        l.attempt.0,
+        l.stream,
+        l.text
+    )
 }
 
 /// `GET /reviews/:id`.
@@ -508,48 +513,62 @@ fn view_task(r: &ReviewView) -> &TaskView {
 /// line, and `reload` once the review has finished and its log is drained.
 pub async fn live(
     State(state): State<AppState>,
-    _viewer: Viewer,
+    viewer: Viewer,
     Path(id): Path<String>,
     Query(q): Query<LiveQuery>,
+    headers: axum::http::HeaderMap,
 ) -> PageResult<Response> {
+    // A reconnecting EventSource says which log line it saw last.
+    let resumed = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
     let review = api::load(&state, &id).await?;
     let st = state.clone();
     let init = LiveState {
         status_html: String::new(),
-        after: q.after.unwrap_or(0),
+        after: resumed.or(q.after).unwrap_or(0),
         done: false,
     };
-    Ok(live::stream(&state, init, move |mut ls: LiveState| {
-        let state = st.clone();
-        let review = review.clone();
-        async move {
-            if ls.done {
-                return None;
+    Ok(live::stream(
+        &state,
+        viewer.session,
+        live::LOG_INTERVAL,
+        init,
+        move |mut ls: LiveState| {
+            let state = st.clone();
+            let review = review.clone();
+            async move {
+                if ls.done {
+                    return None;
+                }
+                let r = api::detail(&state, review).await.ok()?;
+                let mut events = Vec::new();
+                let html = status_panel(state.clock.now(), &r).into_string();
+                if html != ls.status_html {
+                    events.push(live::html_event("review-status", &html));
+                    ls.status_html = html;
+                }
+                let lines = state
+                    .store
+                    .task_logs(&view_task(&r).id, ls.after, 500)
+                    .await
+                    .ok()?;
+                let drained = lines.len() < 500;
+                for l in lines {
+                    ls.after = l.seq;
+                    let seq = l.seq;
+                    events.push(live::log_event(
+                        seq,
+                        &log_text(&crate::routes::views::log_line(l)),
+                    ));
+                }
+                if r.task.state.is_terminal() && drained {
+                    events.push(live::reload_event());
+                    ls.done = true;
+                }
+                Some((events, ls))
             }
-            let r = api::detail(&state, review).await.ok()?;
-            let mut events = Vec::new();
-            let html = status_panel(state.clock.now(), &r).into_string();
-            if html != ls.status_html {
-                events.push(live::html_event("review-status", &html));
-                ls.status_html = html;
-            }
-            let lines = state
-                .store
-                .task_logs(&view_task(&r).id, ls.after, 500)
-                .await
-                .ok()?;
-            let drained = lines.len() < 500;
-            for l in lines {
-                ls.after = l.seq;
-                events.push(live::log_event(&log_text(&crate::routes::views::log_line(
-                    l,
-                ))));
-            }
-            if r.task.state.is_terminal() && drained {
-                events.push(live::reload_event());
-                ls.done = true;
-            }
-            Some((events, ls))
-        }
-    }))
+        },
+    ))
 }

@@ -33,19 +33,25 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer) -> PageResult {
 }
 
 /// `GET /runners/live`: the table again whenever it changes.
-pub async fn live(State(state): State<AppState>, _viewer: Viewer) -> Response {
+pub async fn live(State(state): State<AppState>, viewer: Viewer) -> Response {
     let st = state.clone();
-    live::stream(&state, String::new(), move |last| {
-        let state = st.clone();
-        async move {
-            let html = table(&state).await.ok()?.into_string();
-            if html == last {
-                Some((Vec::new(), last))
-            } else {
-                Some((vec![live::html_event("runners", &html)], html))
+    live::stream(
+        &state,
+        viewer.session,
+        live::TABLE_INTERVAL,
+        String::new(),
+        move |last| {
+            let state = st.clone();
+            async move {
+                let html = table(&state).await.ok()?.into_string();
+                if html == last {
+                    Some((Vec::new(), last))
+                } else {
+                    Some((vec![live::html_event("runners", &html)], html))
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 async fn table(state: &AppState) -> Result<Markup, ApiError> {

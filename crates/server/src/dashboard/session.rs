@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::auth::{SESSION_COOKIE, is_cross_site, session_cookie};
 use crate::config::{SessionSettings, millis};
 use crate::error::ApiError;
-use crate::passwords::{hash_password, verify_password};
+use crate::passwords::{hash_password, hash_password_async, verify_password_async};
 use ai_review_domain::{Email, Role, SessionSecret, UserId};
 use ai_review_store::{NewSession, NewUser, User};
 use axum::extract::{Query, State};
@@ -22,6 +22,9 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use std::sync::OnceLock;
 use subtle::ConstantTimeEq;
+
+/// The session cookie's `Max-Age`: 400 days, the most browsers keep.
+const COOKIE_MAX_AGE_S: u64 = 400 * 86_400;
 
 /// The pre-session anti-forgery cookie of the login and setup forms.
 const FORM_COOKIE: &str = "ai_review_form";
@@ -82,10 +85,68 @@ fn check_form_token(headers: &HeaderMap, submitted: &str) -> Result<(), PageErro
     }
 }
 
-/// Only same-site paths are followed after login (no open redirect).
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+/// The client's IP address, for the login throttle.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectInfoIp(pub std::net::IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConnectInfoIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip()),
+        ))
+    }
+}
+
+/// 429 when this IP tried to log in (or set up) too often.
+fn throttle(state: &AppState, ip: std::net::IpAddr) -> Result<(), PageError> {
+    match state
+        .login_limiter
+        .check(&crate::rate_limit::ClientKey::Ip(ip))
+    {
+        Ok(()) => Ok(()),
+        Err(wait) => {
+            tracing::warn!(client.ip = %ip, "login attempts throttled");
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many login attempts from your address; try again in {} s",
+                    wait.as_secs().max(1)
+                ),
+            );
+            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                e.headers.push((header::RETRY_AFTER, v));
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Only same-site paths are followed after login (no open redirect): a
+/// path that resolves against this server to this server, with no control
+/// characters or whitespace (browsers drop tabs and newlines from URLs, so
+/// `/\t/evil.example` would become `//evil.example`).
+pub fn safe_next(next: Option<&str>) -> String {
+    let base = url::Url::parse("http://this.invalid/").ok();
+    match (next, base) {
+        (Some(n), Some(base))
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace())
+                && base
+                    .join(n)
+                    .is_ok_and(|u| u.host_str() == Some("this.invalid")) =>
+        {
+            n.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -159,8 +220,10 @@ fn dummy_hash() -> &'static str {
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ConnectInfoIp(ip): ConnectInfoIp,
     axum::Form(f): axum::Form<LoginForm>,
 ) -> PageResult<Response> {
+    throttle(&state, ip)?;
     check_form_token(&headers, &f.form)?;
     let next = safe_next(f.next.as_deref());
     let user = match Email::parse(f.email.trim()) {
@@ -171,9 +234,7 @@ pub async fn login(
     let phc = user
         .as_ref()
         .map_or_else(|| dummy_hash().to_owned(), |u| u.password_hash.clone());
-    let verified = tokio::task::spawn_blocking(move || verify_password(&password, &phc))
-        .await
-        .unwrap_or(false);
+    let verified = verify_password_async(password, phc).await;
     match user {
         Some(u) if verified && !u.disabled => {
             tracing::info!(user.id = %u.id, "dashboard login");
@@ -210,11 +271,14 @@ async fn start_session(state: &AppState, user: &User, next: &str) -> PageResult<
             expires_at: now.plus_millis(millis(idle)),
         })
         .await?;
+    // The browser keeps the cookie for its longest allowed lifetime; the
+    // server's sliding idle expiry decides when the session ends (a cookie
+    // Max-Age set once at login could not slide with use).
     let c = cookie(
         &state.settings.session,
         SESSION_COOKIE,
         secret.expose(),
-        idle.as_secs(),
+        COOKIE_MAX_AGE_S,
         false,
     );
     let clear_form = cookie(&state.settings.session, FORM_COOKIE, "", 0, true);
@@ -287,8 +351,10 @@ pub struct SetupForm {
 pub async fn setup(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ConnectInfoIp(ip): ConnectInfoIp,
     axum::Form(f): axum::Form<SetupForm>,
 ) -> PageResult<Response> {
+    throttle(&state, ip)?;
     check_form_token(&headers, &f.form)?;
     let again = |msg: &str| -> PageResult<Response> {
         let (token, c) = form_token(&state);
@@ -305,7 +371,7 @@ pub async fn setup(
     if f.password != f.confirm {
         return again("The two passwords differ.");
     }
-    let hash = match hash_password(&f.password) {
+    let hash = match hash_password_async(f.password.clone()).await {
         Ok(h) => h,
         Err(e) => return again(&e.to_string()),
     };
@@ -326,5 +392,34 @@ pub async fn setup(
             start_session(&state, &user, "/").await
         }
         None => Err(ApiError::conflict("ai-review is already set up: log in instead").into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_local_paths_are_followed_after_login() {
+        for ok in [
+            "/",
+            "/reviews?status=failed",
+            "/reviews/0190f000-0000-7000-8000-000000000000",
+        ] {
+            assert_eq!(safe_next(Some(ok)), ok);
+        }
+        for bad in [
+            "//evil.example/x",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/\\evil.example",
+            "https://evil.example/",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
     }
 }

@@ -6,7 +6,7 @@ use crate::app::{AppState, ok};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::passwords::hash_password;
+use crate::passwords::hash_password_async;
 use ai_review_domain::{Email, Permission, Role, UserId};
 use ai_review_protocol::Envelope;
 use ai_review_protocol::api::{CreateUserRequest, UpdateUserRequest, UserView};
@@ -51,11 +51,13 @@ fn permissions(names: &[String]) -> ApiResult<Vec<Permission>> {
     Ok(out)
 }
 
-fn hashed(password: &str) -> ApiResult<String> {
-    hash_password(password).map_err(|e| match e {
-        crate::passwords::PasswordError::TooShort => ApiError::bad_request(e.to_string()),
-        other => ApiError::internal(&other),
-    })
+async fn hashed(password: &str) -> ApiResult<String> {
+    hash_password_async(password.to_owned())
+        .await
+        .map_err(|e| match e {
+            crate::passwords::PasswordError::TooShort => ApiError::bad_request(e.to_string()),
+            other => ApiError::internal(&other),
+        })
 }
 
 /// `GET /api/users` (admin): every user, oldest first.
@@ -81,7 +83,7 @@ pub async fn create(
         .create_user(NewUser {
             id: UserId::generate(),
             email,
-            password_hash: hashed(&req.password)?,
+            password_hash: hashed(&req.password).await?,
             role: req.role.unwrap_or(Role::User),
             permissions: permissions(&req.permissions)?,
             now: state.clock.now(),
@@ -108,7 +110,10 @@ pub async fn update(
             role: req.role,
             permissions: req.permissions.as_deref().map(permissions).transpose()?,
             disabled: req.disabled,
-            password_hash: req.password.as_deref().map(hashed).transpose()?,
+            password_hash: match req.password.as_deref() {
+                Some(p) => Some(hashed(p).await?),
+                None => None,
+            },
         })
         .await?;
     tracing::info!(user.id = %user.id, by = %caller.user.id, "user updated");

@@ -58,7 +58,10 @@ pub async fn page(
                 tbody { @for p in &list {
                     @let auto = match p.settings.auto_review { None => "inherit", Some(true) => "on", Some(false) => "off" };
                     tr {
-                        td { a href=(p.web_url) { (p.path) } br; span.muted { (p.platform_type.as_str()) } }
+                        td {
+                            @if is_web_link(&p.web_url) { a href=(p.web_url) { (p.path) } } @else { (p.path) }
+                            br; span.muted { (p.platform_type.as_str()) }
+                        }
                         td { (badge(p.webhook_status.as_str())) }
                         td { (time(p.synced_at)) }
                         td { @if can_update {
@@ -81,6 +84,12 @@ pub async fn page(
         }
     };
     Ok(settings_page(&viewer, "/settings/projects", &n, body))
+}
+
+/// Only `http(s)` URLs from the forge become links: a `javascript:` URL
+/// from a hostile forge must never be clickable in the dashboard.
+fn is_web_link(u: &str) -> bool {
+    url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
 }
 
 /// The sync form.
@@ -145,4 +154,17 @@ pub async fn update(
     };
     let r = projects::update(State(state), posted.viewer.caller(), Path(id), ApiJson(u)).await;
     done(r, "/settings/projects", "updated")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_http_urls_become_links() {
+        assert!(super::is_web_link("https://gitlab.example.com/group/app"));
+        assert!(super::is_web_link("http://127.0.0.1:8080/a"));
+        assert!(!super::is_web_link("javascript:alert(1)"));
+        assert!(!super::is_web_link("JavaScript:alert(1)"));
+        assert!(!super::is_web_link("data:text/html,x"));
+        assert!(!super::is_web_link("/relative"));
+    }
 }
