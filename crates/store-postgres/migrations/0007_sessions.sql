@@ -11,3 +11,7 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_by_expiry ON sessions (expires_at);
 CREATE INDEX sessions_by_user ON sessions (user_id);
 CREATE INDEX tasks_by_created ON tasks (created_at, id);
+
+-- The review queued when this one was retried (set at most once, so a
+-- review is retried once however often "retry" is pressed).
+ALTER TABLE reviews ADD COLUMN retried_as TEXT;

@@ -13,9 +13,10 @@ use ai_review_domain::{
     ReviewId, ReviewStatus, Role, RunnerId, TaskId, TaskState, Timestamp, UserId, WebhookStatus,
 };
 use ai_review_store::rows::{
-    ApiKeyRow, AuthRow, ConfigItemRow, LogLineRow, ProjectRow, PushJobRow, ReviewRow, RunnerRow,
-    TaskAttemptRow, TaskEventRow, TaskRow, UserRow, WebhookEventRow, check_task_ref, convert_all,
-    db_error, like_pattern, permissions_json, tags_json,
+    ApiKeyRow, AuthRow, ConfigItemRow, LogLineRow, ProjectRow, PushJobRow, ReviewFilterParams,
+    ReviewRow, RunnerRow, TaskAttemptRow, TaskEventRow, TaskRow, UserRow, WebhookEventRow,
+    check_task_ref, convert_all, db_error, in_order_of, like_pattern, permissions_json,
+    retry_refused, tags_json,
 };
 use ai_review_store::{
     ApiKey, ChangeThread, Claim, ConfigItem, ConfigItemWrite, Heartbeat, HeartbeatOutcome,
@@ -36,6 +37,18 @@ use std::str::FromStr;
 use std::time::Duration;
 
 mod migrate;
+
+/// The conditions of a [`ReviewFilter`] other than its status, on
+/// `reviews`: created at or after `?1` and before `?2`, of project `?3` and
+/// change `?4`, each ignored when NULL (bound from [`ReviewFilterParams`]).
+/// The review list, its count and the status counts share it, so they
+/// always select the same reviews.
+macro_rules! review_filter {
+    () => {
+        "(?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
+         AND (?3 IS NULL OR project_id = ?3) AND (?4 IS NULL OR change_number = ?4)"
+    };
+}
 
 /// The SQLite store.
 #[derive(Clone)]
@@ -184,6 +197,125 @@ async fn apply_transition(
         set_review_status(c, &task.review_id, t.state, now).await?;
     }
     row.try_into()
+}
+
+/// The body of `enqueue_review` and `enqueue_retry`, inside the caller's
+/// transaction: numbers the round of a change's review and supersedes the
+/// change's unfinished reviews, then inserts the review, its pending task
+/// and the `enqueued` event.
+async fn enqueue(c: &mut SqliteConnection, r: &NewReview) -> StoreResult<(Review, Task)> {
+    let round: u32 = match &r.change {
+        None => 1,
+        Some(change) => {
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(round_number) FROM reviews \
+                 WHERE project_id = ?1 AND change_number = ?2",
+            )
+            .bind(change.project_id.as_str())
+            .bind(i64::try_from(change.number).unwrap_or(i64::MAX))
+            .fetch_one(&mut *c)
+            .await
+            .map_err(db_error)?;
+            let older: Vec<(String, String, String, i64)> = sqlx::query_as(
+                "SELECT t.id, t.review_id, t.state, t.attempt \
+                 FROM tasks t JOIN reviews r ON r.id = t.review_id \
+                 WHERE r.project_id = ?1 AND r.change_number = ?2 \
+                 AND t.state IN ('pending', 'picked_up', 'executing')",
+            )
+            .bind(change.project_id.as_str())
+            .bind(i64::try_from(change.number).unwrap_or(i64::MAX))
+            .fetch_all(&mut *c)
+            .await
+            .map_err(db_error)?;
+            let why = format!("superseded by review {}", r.id);
+            for (task_id, review_id, state, attempt) in older {
+                let task_id =
+                    TaskId::parse(&task_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let review_id =
+                    ReviewId::parse(&review_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let attempt = Attempt(u32::try_from(attempt).unwrap_or(0));
+                if state == "pending" {
+                    sqlx::query(
+                        "UPDATE tasks SET state = 'cancelled', failure_reason = ?2, \
+                         updated_at = ?3, finished_at = ?3 WHERE id = ?1",
+                    )
+                    .bind(task_id.as_str())
+                    .bind(&why)
+                    .bind(r.now.as_millis())
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_error)?;
+                    event(c, &task_id, attempt, "cancelled", &why, r.now).await?;
+                    set_review_status(c, &review_id, TaskState::Cancelled, r.now).await?;
+                } else {
+                    sqlx::query(
+                        "UPDATE tasks SET cancel_requested = TRUE, failure_reason = ?3, \
+                         updated_at = ?2 WHERE id = ?1",
+                    )
+                    .bind(task_id.as_str())
+                    .bind(r.now.as_millis())
+                    .bind(&why)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_error)?;
+                    event(c, &task_id, attempt, "cancel_requested", &why, r.now).await?;
+                }
+            }
+            u32::try_from(last.unwrap_or(0)).unwrap_or(0) + 1
+        }
+    };
+    let review: ReviewRow = sqlx::query_as(concat!(
+        "INSERT INTO reviews (id, task_id, repo_url, base_sha, head_sha, branch, title, status, \
+         created_by, created_at, updated_at, project_id, change_number, round_number, \
+         send_to_platform, push_state, push_next_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?9) \
+         RETURNING ",
+        review_columns!()
+    ))
+    .bind(r.id.as_str())
+    .bind(r.task_id.as_str())
+    .bind(r.repo_url.as_str())
+    .bind(r.base_sha.as_str())
+    .bind(r.head_sha.as_str())
+    .bind(r.branch.as_deref())
+    .bind(r.title.as_deref())
+    .bind(r.created_by.as_str())
+    .bind(r.now.as_millis())
+    .bind(r.change.as_ref().map(|ch| ch.project_id.as_str()))
+    .bind(
+        r.change
+            .as_ref()
+            .map(|ch| i64::try_from(ch.number).unwrap_or(i64::MAX)),
+    )
+    .bind(i64::from(round))
+    .bind(r.change.as_ref().is_some_and(|ch| ch.send_to_platform))
+    .bind(
+        r.change
+            .as_ref()
+            .is_some_and(|ch| ch.send_to_platform)
+            .then_some("pending"),
+    )
+    .fetch_one(&mut *c)
+    .await
+    .map_err(db_error)?;
+    let task: TaskRow = sqlx::query_as(concat!(
+        "INSERT INTO tasks (id, review_id, state, attempt, max_attempts, required_tags, \
+         expires_at, spec, created_at, updated_at) \
+         VALUES (?1, ?2, 'pending', 0, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING ",
+        task_columns!()
+    ))
+    .bind(r.task_id.as_str())
+    .bind(r.id.as_str())
+    .bind(i64::from(r.max_attempts))
+    .bind(tags_json(&r.required_tags))
+    .bind(r.expires_at.as_millis())
+    .bind(r.spec.to_string())
+    .bind(r.now.as_millis())
+    .fetch_one(&mut *c)
+    .await
+    .map_err(db_error)?;
+    event(c, &r.task_id, Attempt(0), "enqueued", "", r.now).await?;
+    Ok((review.try_into()?, task.try_into()?))
 }
 
 /// Reports a unique violation on `users` as the taken email it is.
@@ -699,112 +831,32 @@ impl Store for SqliteStore {
 
     async fn enqueue_review(&self, r: NewReview) -> StoreResult<(Review, Task)> {
         let mut tx = self.writer.begin().await.map_err(db_error)?;
-        let round: u32 = match &r.change {
-            None => 1,
-            Some(c) => {
-                let last: Option<i64> = sqlx::query_scalar(
-                "SELECT MAX(round_number) FROM reviews WHERE project_id = ?1 AND change_number = ?2",
-            )
-            .bind(c.project_id.as_str())
-            .bind(i64::try_from(c.number).unwrap_or(i64::MAX))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
-                let older: Vec<(String, String, String, i64)> = sqlx::query_as(
-                "SELECT t.id, t.review_id, t.state, t.attempt FROM tasks t JOIN reviews r ON r.id = t.review_id \
-                 WHERE r.project_id = ?1 AND r.change_number = ?2 \
-                 AND t.state IN ('pending', 'picked_up', 'executing')",
-            )
-            .bind(c.project_id.as_str())
-            .bind(i64::try_from(c.number).unwrap_or(i64::MAX))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-                let why = format!("superseded by review {}", r.id);
-                for (task_id, review_id, state, attempt) in older {
-                    let task_id =
-                        TaskId::parse(&task_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    let review_id = ReviewId::parse(&review_id)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    let attempt = Attempt(u32::try_from(attempt).unwrap_or(0));
-                    if state == "pending" {
-                        sqlx::query(
-                        "UPDATE tasks SET state = 'cancelled', failure_reason = ?2, updated_at = ?3, \
-                         finished_at = ?3 WHERE id = ?1",
-                    )
-                    .bind(task_id.as_str())
-                    .bind(&why)
-                    .bind(r.now.as_millis())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                        event(&mut tx, &task_id, attempt, "cancelled", &why, r.now).await?;
-                        set_review_status(&mut tx, &review_id, TaskState::Cancelled, r.now).await?;
-                    } else {
-                        sqlx::query(
-                        "UPDATE tasks SET cancel_requested = TRUE, failure_reason = ?3, updated_at = ?2 \
-                         WHERE id = ?1",
-                    )
-                    .bind(task_id.as_str())
-                    .bind(r.now.as_millis())
-                    .bind(&why)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                        event(&mut tx, &task_id, attempt, "cancel_requested", &why, r.now).await?;
-                    }
-                }
-                u32::try_from(last.unwrap_or(0)).unwrap_or(0) + 1
-            }
-        };
-        let review: ReviewRow = sqlx::query_as(concat!(
-            "INSERT INTO reviews (id, task_id, repo_url, base_sha, head_sha, branch, title, status, \
-             created_by, created_at, updated_at, project_id, change_number, round_number, send_to_platform, \
-             push_state, push_next_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?9) RETURNING ",
-            review_columns!()
-        ))
-        .bind(r.id.as_str())
-        .bind(r.task_id.as_str())
-        .bind(r.repo_url.as_str())
-        .bind(r.base_sha.as_str())
-        .bind(r.head_sha.as_str())
-        .bind(r.branch.as_deref())
-        .bind(r.title.as_deref())
-        .bind(r.created_by.as_str())
-        .bind(r.now.as_millis())
-        .bind(r.change.as_ref().map(|c| c.project_id.as_str()))
-        .bind(r.change.as_ref().map(|c| i64::try_from(c.number).unwrap_or(i64::MAX)))
-        .bind(i64::from(round))
-        .bind(r.change.as_ref().is_some_and(|c| c.send_to_platform))
-        .bind(
-            r.change
-                .as_ref()
-                .is_some_and(|c| c.send_to_platform)
-                .then_some("pending"),
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let task: TaskRow = sqlx::query_as(concat!(
-            "INSERT INTO tasks (id, review_id, state, attempt, max_attempts, required_tags, \
-             expires_at, spec, created_at, updated_at) \
-             VALUES (?1, ?2, 'pending', 0, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING ",
-            task_columns!()
-        ))
-        .bind(r.task_id.as_str())
-        .bind(r.id.as_str())
-        .bind(i64::from(r.max_attempts))
-        .bind(tags_json(&r.required_tags))
-        .bind(r.expires_at.as_millis())
-        .bind(r.spec.to_string())
-        .bind(r.now.as_millis())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        event(&mut tx, &r.task_id, Attempt(0), "enqueued", "", r.now).await?;
+        let enqueued = enqueue(&mut tx, &r).await?;
         tx.commit().await.map_err(db_error)?;
-        Ok((review.try_into()?, task.try_into()?))
+        Ok(enqueued)
+    }
+
+    async fn enqueue_retry(&self, of: &ReviewId, r: NewReview) -> StoreResult<(Review, Task)> {
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        let marked =
+            sqlx::query("UPDATE reviews SET retried_as = ?2 WHERE id = ?1 AND retried_as IS NULL")
+                .bind(of.as_str())
+                .bind(r.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        if marked.rows_affected() == 0 {
+            let retried_as: Option<Option<String>> =
+                sqlx::query_scalar("SELECT retried_as FROM reviews WHERE id = ?1")
+                    .bind(of.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            return Err(retry_refused(of, retried_as));
+        }
+        let enqueued = enqueue(&mut tx, &r).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(enqueued)
     }
 
     async fn get_review(&self, id: &ReviewId) -> StoreResult<Option<Review>> {
@@ -820,46 +872,81 @@ impl Store for SqliteStore {
         row.map(Review::try_from).transpose()
     }
 
-    async fn list_reviews(&self, f: &ReviewFilter) -> StoreResult<(Vec<Review>, u64)> {
-        let status = f.status.map(ReviewStatus::as_str);
-        let start = f.start.map(Timestamp::as_millis);
-        let end = f.end.map(Timestamp::as_millis);
+    async fn get_reviews(&self, ids: &[ReviewId]) -> StoreResult<Vec<Review>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let rows: Vec<ReviewRow> = sqlx::query_as(concat!(
             "SELECT ",
             review_columns!(),
-            " FROM reviews WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR created_at >= ?2) \
-             AND (?6 IS NULL OR project_id = ?6) \
-             AND (?7 IS NULL OR change_number = ?7) \
-             AND (?3 IS NULL OR created_at < ?3) ORDER BY created_at DESC, id DESC LIMIT ?4 OFFSET ?5"
+            " FROM reviews WHERE id IN (SELECT value FROM json_each(?1))"
         ))
-        .bind(status)
-        .bind(start)
-        .bind(end)
-        .bind(i64::from(f.limit))
-        .bind(i64::try_from(f.offset).unwrap_or(i64::MAX))
-        .bind(f.project_id.as_ref().map(ProjectId::as_str))
-        .bind(f.change_number.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+        .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
         .fetch_all(&self.reader)
         .await
         .map_err(db_error)?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM reviews WHERE (?1 IS NULL OR status = ?1) \
-             AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3) \
-             AND (?4 IS NULL OR project_id = ?4) \
-             AND (?5 IS NULL OR change_number = ?5)",
-        )
-        .bind(status)
-        .bind(start)
-        .bind(end)
-        .bind(f.project_id.as_ref().map(ProjectId::as_str))
-        .bind(
-            f.change_number
-                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
-        )
+        Ok(in_order_of(ids, convert_all(rows)?, |r: &Review| &r.id))
+    }
+
+    async fn list_reviews(&self, f: &ReviewFilter) -> StoreResult<(Vec<Review>, u64)> {
+        let p = ReviewFilterParams::from(f);
+        let rows: Vec<ReviewRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            review_columns!(),
+            " FROM reviews WHERE ",
+            review_filter!(),
+            " AND (?5 IS NULL OR status = ?5) ORDER BY created_at DESC, id DESC LIMIT ?6 OFFSET ?7"
+        ))
+        .bind(p.start)
+        .bind(p.end)
+        .bind(p.project_id)
+        .bind(p.change_number)
+        .bind(p.status)
+        .bind(i64::from(f.limit))
+        .bind(i64::try_from(f.offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error)?;
+        let total: i64 = sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM reviews WHERE ",
+            review_filter!(),
+            " AND (?5 IS NULL OR status = ?5)"
+        ))
+        .bind(p.start)
+        .bind(p.end)
+        .bind(p.project_id)
+        .bind(p.change_number)
+        .bind(p.status)
         .fetch_one(&self.reader)
         .await
         .map_err(db_error)?;
         Ok((convert_all(rows)?, total.unsigned_abs()))
+    }
+
+    async fn review_status_counts(
+        &self,
+        f: &ReviewFilter,
+    ) -> StoreResult<Vec<(ReviewStatus, u64)>> {
+        let p = ReviewFilterParams::from(f);
+        let rows: Vec<(String, i64)> = sqlx::query_as(concat!(
+            "SELECT status, COUNT(*) FROM reviews WHERE ",
+            review_filter!(),
+            " GROUP BY status ORDER BY status"
+        ))
+        .bind(p.start)
+        .bind(p.end)
+        .bind(p.project_id)
+        .bind(p.change_number)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(s, n)| {
+                ReviewStatus::parse(&s)
+                    .map(|s| (s, n.unsigned_abs()))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
     }
 
     async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>> {
@@ -873,6 +960,22 @@ impl Store for SqliteStore {
         .await
         .map_err(db_error)?;
         row.map(Task::try_from).transpose()
+    }
+
+    async fn get_tasks(&self, ids: &[TaskId]) -> StoreResult<Vec<Task>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE id IN (SELECT value FROM json_each(?1))"
+        ))
+        .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error)?;
+        Ok(in_order_of(ids, convert_all(rows)?, |t: &Task| &t.id))
     }
 
     async fn claim_tasks(&self, c: Claim) -> StoreResult<Vec<Task>> {

@@ -42,6 +42,9 @@ macro_rules! conformance_suite {
             reviews_list_with_filters_and_counts,
             task_lists_filter_by_state_oldest_first,
             task_timings_start_at_the_first_claim,
+            tasks_and_reviews_by_ids_keep_the_order_asked,
+            review_status_counts_follow_project_and_date_filters,
+            retries_are_queued_once,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -2201,5 +2204,391 @@ pub async fn task_timings_start_at_the_first_claim(store: DynStore) {
             .map(|t| t.task_id.clone()),
         Some(old.id),
         "created exactly at the cut-off counts"
+    );
+}
+
+fn new_review(owner: &User, change: Option<ReviewChange>, now: Timestamp) -> NewReview {
+    NewReview {
+        id: ReviewId::generate(),
+        task_id: TaskId::generate(),
+        repo_url: RepoUrl::parse("https://git.example.com/g/r.git").expect("url"),
+        base_sha: sha('a'),
+        head_sha: sha('b'),
+        branch: None,
+        title: None,
+        created_by: owner.id.clone(),
+        required_tags: TagSet::default(),
+        max_attempts: 3,
+        expires_at: now.plus_millis(EXPIRY),
+        change,
+        spec: serde_json::json!({}),
+        now,
+    }
+}
+
+/// All reviews, whatever their status.
+async fn review_count(store: &DynStore) -> u64 {
+    store
+        .list_reviews(&ReviewFilter::default())
+        .await
+        .expect("list")
+        .1
+}
+
+/// `get_tasks` and `get_reviews` return the records in the order of the ids
+/// asked for, skip unknown ids, return a repeated id's record once, and
+/// return nothing for no ids.
+pub async fn tasks_and_reviews_by_ids_keep_the_order_asked(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let (r1, t1) = enqueue(&store, &alice, "", at(1)).await;
+    let (r2, t2) = enqueue(&store, &alice, "", at(2)).await;
+    let (r3, t3) = enqueue(&store, &alice, "", at(3)).await;
+    store.cancel_task(&t2.id, at(4)).await.expect("cancel");
+
+    let tasks = store
+        .get_tasks(&[
+            t3.id.clone(),
+            TaskId::generate(),
+            t1.id.clone(),
+            t2.id.clone(),
+            t1.id.clone(),
+        ])
+        .await
+        .expect("get tasks");
+    assert_eq!(
+        tasks,
+        [
+            task(&store, &t3.id).await,
+            task(&store, &t1.id).await,
+            task(&store, &t2.id).await,
+        ]
+    );
+    assert!(store.get_tasks(&[]).await.expect("no ids").is_empty());
+    assert!(
+        store
+            .get_tasks(&[TaskId::generate()])
+            .await
+            .expect("unknown id")
+            .is_empty()
+    );
+
+    let review = |id: ReviewId| {
+        let store = store.clone();
+        async move {
+            store
+                .get_review(&id)
+                .await
+                .expect("get review")
+                .expect("review exists")
+        }
+    };
+    let reviews = store
+        .get_reviews(&[
+            r2.id.clone(),
+            r3.id.clone(),
+            ReviewId::generate(),
+            r2.id.clone(),
+            r1.id.clone(),
+        ])
+        .await
+        .expect("get reviews");
+    assert_eq!(
+        reviews,
+        [
+            review(r2.id.clone()).await,
+            review(r3.id.clone()).await,
+            review(r1.id.clone()).await,
+        ]
+    );
+    assert_eq!(reviews[0].status, ReviewStatus::Cancelled);
+    assert!(store.get_reviews(&[]).await.expect("no ids").is_empty());
+    assert!(
+        store
+            .get_reviews(&[ReviewId::generate()])
+            .await
+            .expect("unknown id")
+            .is_empty()
+    );
+}
+
+/// `review_status_counts` counts the reviews a filter's project, change
+/// and creation window select, per status, ignoring its status and paging;
+/// statuses with no review are left out, and the counts add up to the
+/// list's total.
+pub async fn review_status_counts_follow_project_and_date_filters(store: DynStore) {
+    let owner = user(&store, "owner@example.com").await;
+    let runner = runner(&store, &owner, "r1", "").await;
+    let (project_a, project_b) = (ProjectId::generate(), ProjectId::generate());
+    let change = |project: &ProjectId, number: u64| {
+        Some(ReviewChange {
+            project_id: project.clone(),
+            number,
+            send_to_platform: false,
+        })
+    };
+    // a1 (A!1) completes, b1 (B!1) fails, a2 (A!2) is superseded by a3
+    // (A!2), a plain review stays pending.
+    store
+        .enqueue_review(new_review(&owner, change(&project_a, 1), at(1_000)))
+        .await
+        .expect("a1");
+    let done = claim(&store, &runner, 1, at(1_100)).await.remove(0);
+    store
+        .submit_result(
+            &tref(&done, &runner),
+            result(TaskOutcome::Succeeded, None, false, at(1_200)),
+        )
+        .await
+        .expect("a1 succeeds");
+    store
+        .enqueue_review(new_review(&owner, change(&project_b, 1), at(2_000)))
+        .await
+        .expect("b1");
+    let failing = claim(&store, &runner, 1, at(2_100)).await.remove(0);
+    store
+        .submit_result(
+            &tref(&failing, &runner),
+            result(TaskOutcome::Failed, Some("boom"), false, at(2_200)),
+        )
+        .await
+        .expect("b1 fails");
+    store
+        .enqueue_review(new_review(&owner, change(&project_a, 2), at(3_000)))
+        .await
+        .expect("a2");
+    store
+        .enqueue_review(new_review(&owner, change(&project_a, 2), at(4_000)))
+        .await
+        .expect("a3");
+    store
+        .enqueue_review(new_review(&owner, None, at(5_000)))
+        .await
+        .expect("plain");
+
+    use ReviewStatus::{Cancelled, Completed, Failed, Pending};
+    let check = |filter: ReviewFilter, expected: Vec<(ReviewStatus, u64)>| {
+        let store = store.clone();
+        async move {
+            let mut counts = store
+                .review_status_counts(&filter)
+                .await
+                .expect("status counts");
+            counts.sort_by_key(|(s, _)| s.as_str());
+            let mut expected = expected;
+            expected.sort_by_key(|(s, _)| s.as_str());
+            assert_eq!(counts, expected, "{filter:?}");
+            let (_, total) = store
+                .list_reviews(&ReviewFilter {
+                    status: None,
+                    ..filter.clone()
+                })
+                .await
+                .expect("list");
+            assert_eq!(
+                counts.iter().map(|(_, n)| n).sum::<u64>(),
+                total,
+                "{filter:?}"
+            );
+        }
+    };
+    check(
+        ReviewFilter::default(),
+        vec![(Pending, 2), (Completed, 1), (Failed, 1), (Cancelled, 1)],
+    )
+    .await;
+    check(
+        ReviewFilter {
+            project_id: Some(project_a.clone()),
+            ..ReviewFilter::default()
+        },
+        vec![(Completed, 1), (Cancelled, 1), (Pending, 1)],
+    )
+    .await;
+    check(
+        ReviewFilter {
+            project_id: Some(project_a.clone()),
+            change_number: Some(2),
+            ..ReviewFilter::default()
+        },
+        vec![(Cancelled, 1), (Pending, 1)],
+    )
+    .await;
+    check(
+        ReviewFilter {
+            start: Some(at(2_000)),
+            end: Some(at(5_000)),
+            ..ReviewFilter::default()
+        },
+        vec![(Failed, 1), (Cancelled, 1), (Pending, 1)],
+    )
+    .await;
+    check(
+        ReviewFilter {
+            project_id: Some(project_a.clone()),
+            start: Some(at(3_000)),
+            ..ReviewFilter::default()
+        },
+        vec![(Cancelled, 1), (Pending, 1)],
+    )
+    .await;
+    check(
+        ReviewFilter {
+            status: Some(Completed),
+            limit: 1,
+            offset: 3,
+            ..ReviewFilter::default()
+        },
+        vec![(Pending, 2), (Completed, 1), (Failed, 1), (Cancelled, 1)],
+    )
+    .await;
+    check(
+        ReviewFilter {
+            project_id: Some(project_b.clone()),
+            end: Some(at(2_000)),
+            ..ReviewFilter::default()
+        },
+        vec![],
+    )
+    .await;
+}
+
+/// `enqueue_retry` links the retried review to a new pending review and
+/// task; retrying the same review again, even concurrently, is a conflict
+/// that queues nothing; an unknown review is not found; a change's retry
+/// is numbered and supersedes like any review of the change.
+pub async fn retries_are_queued_once(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let (first, t) = enqueue(&store, &alice, "", at(0)).await;
+    store.cancel_task(&t.id, at(1)).await.expect("cancel");
+    assert_eq!(first.retried_as, None);
+
+    let (retry, retry_task) = store
+        .enqueue_retry(&first.id, new_review(&alice, None, at(10)))
+        .await
+        .expect("retry");
+    assert_eq!(
+        (retry.status, retry.retried_as.clone()),
+        (ReviewStatus::Pending, None)
+    );
+    assert_eq!(
+        (retry_task.state, retry_task.review_id.clone()),
+        (TaskState::Pending, retry.id.clone())
+    );
+    assert_eq!(task(&store, &retry_task.id).await, retry_task);
+    assert_eq!(
+        store.get_review(&retry.id).await.expect("get"),
+        Some(retry.clone())
+    );
+    let first = store
+        .get_review(&first.id)
+        .await
+        .expect("get")
+        .expect("first");
+    assert_eq!(first.retried_as, Some(retry.id.clone()));
+    assert_eq!(first.status, ReviewStatus::Cancelled);
+
+    let before = review_count(&store).await;
+    let again = new_review(&alice, None, at(20));
+    let (again_review, again_task) = (again.id.clone(), again.task_id.clone());
+    match store.enqueue_retry(&first.id, again).await {
+        Err(StoreError::Conflict(m)) => assert!(m.contains(retry.id.as_str()), "{m}"),
+        other => panic!("a second retry must conflict: {other:?}"),
+    }
+    assert_eq!(review_count(&store).await, before, "nothing new enqueued");
+    assert_eq!(store.get_review(&again_review).await.expect("get"), None);
+    assert_eq!(store.get_task(&again_task).await.expect("get"), None);
+    assert_eq!(
+        store
+            .get_review(&first.id)
+            .await
+            .expect("get")
+            .and_then(|r| r.retried_as),
+        Some(retry.id.clone()),
+        "the first retry's link stays"
+    );
+
+    let unknown = store
+        .enqueue_retry(&ReviewId::generate(), new_review(&alice, None, at(30)))
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound { .. })),
+        "{unknown:?}"
+    );
+    assert_eq!(review_count(&store).await, before);
+
+    // A double-click: many retries of one review at once queue one review.
+    let (raced, raced_task) = enqueue(&store, &alice, "", at(40)).await;
+    store
+        .cancel_task(&raced_task.id, at(41))
+        .await
+        .expect("cancel");
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let (of, retry) = (raced.id.clone(), new_review(&alice, None, at(50)));
+            tokio::spawn(async move { store.enqueue_retry(&of, retry).await })
+        })
+        .collect();
+    let mut queued = Vec::new();
+    for a in attempts {
+        match a.await.expect("join") {
+            Ok((review, _)) => queued.push(review.id),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("a racing retry may only conflict: {e:?}"),
+        }
+    }
+    assert_eq!(queued.len(), 1, "exactly one racing retry wins");
+    assert_eq!(review_count(&store).await, before + 2);
+    assert_eq!(
+        store
+            .get_review(&raced.id)
+            .await
+            .expect("get")
+            .and_then(|r| r.retried_as),
+        queued.pop()
+    );
+
+    // A change's retry is its next round and supersedes what is unfinished.
+    let change = ReviewChange {
+        project_id: ProjectId::generate(),
+        number: 3,
+        send_to_platform: true,
+    };
+    let (round1, round1_task) = store
+        .enqueue_review(new_review(&alice, Some(change.clone()), at(60)))
+        .await
+        .expect("round 1");
+    let (round2, _) = store
+        .enqueue_review(new_review(&alice, Some(change.clone()), at(70)))
+        .await
+        .expect("round 2");
+    assert_eq!(
+        task(&store, &round1_task.id).await.state,
+        TaskState::Cancelled
+    );
+    let (round3, _) = store
+        .enqueue_retry(&round1.id, new_review(&alice, Some(change.clone()), at(80)))
+        .await
+        .expect("retry round 1");
+    assert_eq!(
+        (round3.round_number, round3.change.clone()),
+        (3, Some(change))
+    );
+    assert_eq!(
+        store
+            .get_review(&round2.id)
+            .await
+            .expect("get")
+            .map(|r| r.status),
+        Some(ReviewStatus::Cancelled),
+        "superseded by the retry"
+    );
+    assert_eq!(
+        store
+            .get_review(&round1.id)
+            .await
+            .expect("get")
+            .and_then(|r| r.retried_as),
+        Some(round3.id)
     );
 }

@@ -45,8 +45,8 @@ pub use error::StoreError;
 pub use model::*;
 
 use ai_review_domain::{
-    ApiKeyDigest, ApiKeyId, ConfigId, ConfigKind, Email, ProjectId, ReviewId, RunnerId, TaskId,
-    TaskState, Timestamp, UserId, WebhookStatus,
+    ApiKeyDigest, ApiKeyId, ConfigId, ConfigKind, Email, ProjectId, ReviewId, ReviewStatus,
+    RunnerId, TaskId, TaskState, Timestamp, UserId, WebhookStatus,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -180,14 +180,43 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a review and its pending task atomically.
     async fn enqueue_review(&self, review: NewReview) -> StoreResult<(Review, Task)>;
 
+    /// Queues `review` as the retry of review `of`, in one transaction:
+    /// records `review.id` as `of`'s [`Review::retried_as`], but only while
+    /// `of` has none, then enqueues `review` exactly as
+    /// [`Store::enqueue_review`] does (round numbering and superseding
+    /// included).
+    ///
+    /// This makes retrying idempotent: a review is retried at most once, so
+    /// a double-click, or two users pressing "retry" at the same time,
+    /// queues one review. Every later retry of `of` is refused with
+    /// [`StoreError::Conflict`] naming the review already queued, and
+    /// writes nothing. [`StoreError::NotFound`] if `of` does not exist.
+    async fn enqueue_retry(&self, of: &ReviewId, review: NewReview) -> StoreResult<(Review, Task)>;
+
     /// One review.
     async fn get_review(&self, id: &ReviewId) -> StoreResult<Option<Review>>;
+
+    /// The reviews with these ids, in the order of `ids`: ids with no review
+    /// are skipped, a repeated id yields its review once. No ids, no query.
+    async fn get_reviews(&self, ids: &[ReviewId]) -> StoreResult<Vec<Review>>;
 
     /// Reviews matching a filter, newest first, with the total count.
     async fn list_reviews(&self, filter: &ReviewFilter) -> StoreResult<(Vec<Review>, u64)>;
 
+    /// Number of reviews in each status among those a filter selects,
+    /// ignoring its `status`, `limit` and `offset` (statuses with none are
+    /// omitted): the counts beside a filtered review list.
+    async fn review_status_counts(
+        &self,
+        filter: &ReviewFilter,
+    ) -> StoreResult<Vec<(ReviewStatus, u64)>>;
+
     /// One task.
     async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>>;
+
+    /// The tasks with these ids, in the order of `ids`: ids with no task are
+    /// skipped, a repeated id yields its task once. No ids, no query.
+    async fn get_tasks(&self, ids: &[TaskId]) -> StoreResult<Vec<Task>>;
 
     /// Claims up to `limit` pending, unexpired tasks whose required tags the
     /// runner has, oldest first, for `runner_id` with a lease until

@@ -236,9 +236,12 @@ pub struct Review {
     pub change: Option<ReviewChange>,
     /// 1 for a change's first review, then one more per review.
     pub round_number: u32,
+    /// The review queued when this one was retried, if it was.
+    pub retried_as: Option<ReviewId>,
 }
 
-/// Filter for [`crate::Store::list_reviews`].
+/// Filter for [`crate::Store::list_reviews`] (and, without its status and
+/// paging, for [`crate::Store::review_status_counts`]).
 #[derive(Debug, Clone, Default)]
 pub struct ReviewFilter {
     /// Only reviews of this project.

@@ -210,6 +210,7 @@ pub struct ReviewRow {
     pub change_number: Option<i64>,
     pub round_number: i64,
     pub send_to_platform: bool,
+    pub retried_as: Option<String>,
 }
 
 impl TryFrom<ReviewRow> for Review {
@@ -237,6 +238,12 @@ impl TryFrom<ReviewRow> for Review {
                 _ => None,
             },
             round_number: u32_col("round number", r.round_number)?,
+            retried_as: r
+                .retried_as
+                .as_deref()
+                .map(ReviewId::parse)
+                .transpose()
+                .map_err(|e| corrupt("retried as", e))?,
         })
     }
 }
@@ -266,7 +273,8 @@ macro_rules! runner_columns {
 macro_rules! review_columns {
     () => {
         "id, task_id, repo_url, base_sha, head_sha, branch, title, status, created_by, \
-         created_at, updated_at, project_id, change_number, round_number, send_to_platform"
+         created_at, updated_at, project_id, change_number, round_number, send_to_platform, \
+         retried_as"
     };
 }
 
@@ -435,6 +443,62 @@ pub fn db_error(e: sqlx::Error) -> StoreError {
         return StoreError::Conflict(d.message().to_owned());
     }
     StoreError::Backend(Box::new(e))
+}
+
+/// Puts records fetched with `id IN (…)` in the order their ids were asked
+/// for: an id with no record is skipped, a repeated id yields its record
+/// once, at its first position.
+pub fn in_order_of<K, T>(ids: &[K], mut records: Vec<T>, id: impl Fn(&T) -> &K) -> Vec<T>
+where
+    K: Eq + std::hash::Hash,
+{
+    let mut position = std::collections::HashMap::with_capacity(ids.len());
+    for (i, k) in ids.iter().enumerate() {
+        position.entry(k).or_insert(i);
+    }
+    records.sort_by_key(|r| position.get(id(r)).copied().unwrap_or(usize::MAX));
+    records
+}
+
+/// The bind values of a [`ReviewFilter`](crate::ReviewFilter), shared by
+/// the review list, its count and the status counts.
+#[allow(missing_docs)]
+pub struct ReviewFilterParams<'a> {
+    pub status: Option<&'static str>,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    pub project_id: Option<&'a str>,
+    pub change_number: Option<i64>,
+}
+
+impl<'a> From<&'a crate::ReviewFilter> for ReviewFilterParams<'a> {
+    fn from(f: &'a crate::ReviewFilter) -> Self {
+        ReviewFilterParams {
+            status: f.status.map(ReviewStatus::as_str),
+            start: f.start.map(Timestamp::as_millis),
+            end: f.end.map(Timestamp::as_millis),
+            project_id: f
+                .project_id
+                .as_ref()
+                .map(ai_review_domain::ProjectId::as_str),
+            change_number: f
+                .change_number
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+/// The error of an `enqueue_retry` whose `UPDATE … WHERE retried_as IS
+/// NULL` changed no row, given the review's `retried_as` read back in the
+/// same transaction (`None`: there is no such review).
+pub fn retry_refused(of: &ReviewId, retried_as: Option<Option<String>>) -> StoreError {
+    match retried_as {
+        None => StoreError::not_found("review", of),
+        Some(existing) => StoreError::Conflict(format!(
+            "review {of} was already retried as {}",
+            existing.as_deref().unwrap_or("another review")
+        )),
+    }
 }
 
 /// The fencing check shared by every task call: the presented attempt must
