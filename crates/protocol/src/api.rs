@@ -387,6 +387,7 @@ pub struct QueueTask {
     pub failure_reason: Option<String>,
     /// Whether the caller may cancel it (pending or running).
     pub can_cancel: bool,
-    /// Whether the caller may retry it (failed, expired or cancelled).
+    /// Whether the caller may retry it (failed, expired or cancelled, and
+    /// not retried yet).
     pub can_retry: bool,
 }

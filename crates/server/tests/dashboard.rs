@@ -575,6 +575,42 @@ async fn queue_view_lists_tasks_and_retries_failures(backend: Backend) {
     assert_eq!(new.task.state.as_str(), "pending");
     assert_eq!(new.head_sha, third.head_sha);
     assert_eq!(new.task.required_tags, vec!["none-has-this".to_owned()]);
+    // The retried review is not retried twice (a double-click queues one).
+    let a = app
+        .post(
+            &format!("/api/reviews/{}/retry", third.id.as_str()),
+            &reviewer.bearer(),
+            &json!({}),
+        )
+        .await;
+    let a = a.expect_error(409, "CONFLICT");
+    assert!(
+        a.error_detail().contains("already retried"),
+        "{}",
+        a.error_detail()
+    );
+    let html = app
+        .page(Some(&s.cookie), &format!("/reviews/{}", third.id.as_str()))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains(&format!("/reviews/{new_id}")),
+        "the old review links to its retry"
+    );
+    let d = app
+        .get("/api/queuedash", &reviewer.bearer())
+        .await
+        .expect(200);
+    let listed = d.data()["recentFailures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .find(|t| t["reviewId"] == third.id.as_str())
+        .cloned()
+        .expect("listed");
+    assert_eq!(listed["canRetry"], false);
     // Retrying a queued review is refused.
     let a = app
         .post(

@@ -22,55 +22,66 @@ const HOUR_MS: i64 = 3_600_000;
 /// Most recent failures listed.
 const RECENT_FAILURES: usize = 20;
 
-async fn queue_task(state: &AppState, user: &User, t: Task) -> ApiResult<QueueTask> {
+/// The queue rows for `tasks`, with `user`'s rights on each (a review
+/// already retried offers no second retry); their reviews are read in one
+/// batch.
+async fn queue_tasks(state: &AppState, user: &User, tasks: Vec<Task>) -> ApiResult<Vec<QueueTask>> {
     let now = state.clock.now();
-    let mine = user.role == Role::Admin
-        || state
-            .store
-            .get_review(&t.review_id)
-            .await?
-            .is_some_and(|r| r.created_by == user.id);
-    let allowed = mine && user.has(Permission::ReviewCreate);
-    Ok(QueueTask {
-        can_cancel: allowed && !t.state.is_terminal(),
-        can_retry: allowed
-            && matches!(
-                t.state,
-                TaskState::Failed | TaskState::Expired | TaskState::Cancelled
-            ),
-        age_ms: now.millis_since(t.created_at),
-        task_id: t.id,
-        review_id: t.review_id,
-        state: t.state,
-        phase: t.phase,
-        attempt: t.attempt.0,
-        max_attempts: t.max_attempts,
-        runner_id: t.runner_id,
-        required_tags: t.required_tags.to_vec(),
-        failure_reason: t.failure_reason,
-    })
+    let admin = user.role == Role::Admin;
+    let ids: Vec<_> = tasks.iter().map(|t| t.review_id.clone()).collect();
+    let reviews = state.store.get_reviews(&ids).await?;
+    Ok(tasks
+        .into_iter()
+        .map(|t| {
+            let review = reviews.iter().find(|r| r.id == t.review_id);
+            let mine = admin || review.is_some_and(|r| r.created_by == user.id);
+            let allowed = mine && user.has(Permission::ReviewCreate);
+            let retried = review.is_some_and(|r| r.retried_as.is_some());
+            QueueTask {
+                can_cancel: allowed && !t.state.is_terminal(),
+                can_retry: allowed
+                    && !retried
+                    && matches!(
+                        t.state,
+                        TaskState::Failed | TaskState::Expired | TaskState::Cancelled
+                    ),
+                age_ms: now.millis_since(t.created_at),
+                task_id: t.id,
+                review_id: t.review_id,
+                state: t.state,
+                phase: t.phase,
+                attempt: t.attempt.0,
+                max_attempts: t.max_attempts,
+                runner_id: t.runner_id,
+                required_tags: t.required_tags.to_vec(),
+                failure_reason: t.failure_reason,
+            }
+        })
+        .collect())
 }
 
 /// The queue as `user` sees it (their cancel/retry rights included).
 pub async fn dash(state: &AppState, user: &User) -> ApiResult<QueueDash> {
     let now = state.clock.now();
     let counts = state.store.queue_counts().await?;
-    let mut pending = Vec::new();
-    for t in state
-        .store
-        .list_tasks(&[TaskState::Pending], LIST_LIMIT)
-        .await?
-    {
-        pending.push(queue_task(state, user, t).await?);
-    }
-    let mut running = Vec::new();
-    for t in state
-        .store
-        .list_tasks(&[TaskState::PickedUp, TaskState::Executing], LIST_LIMIT)
-        .await?
-    {
-        running.push(queue_task(state, user, t).await?);
-    }
+    let pending = queue_tasks(
+        state,
+        user,
+        state
+            .store
+            .list_tasks(&[TaskState::Pending], LIST_LIMIT)
+            .await?,
+    )
+    .await?;
+    let running = queue_tasks(
+        state,
+        user,
+        state
+            .store
+            .list_tasks(&[TaskState::PickedUp, TaskState::Executing], LIST_LIMIT)
+            .await?,
+    )
+    .await?;
     let timings = state
         .store
         .task_timings(now.plus_millis(-24 * HOUR_MS), 50_000)
@@ -99,12 +110,13 @@ pub async fn dash(state: &AppState, user: &User) -> ApiResult<QueueDash> {
         })
         .collect();
     failed.sort_by_key(|t| std::cmp::Reverse(t.finished_at));
-    let mut recent_failures = Vec::new();
-    for t in failed.into_iter().take(RECENT_FAILURES) {
-        if let Some(task) = state.store.get_task(&t.task_id).await? {
-            recent_failures.push(queue_task(state, user, task).await?);
-        }
-    }
+    let failed_ids: Vec<TaskId> = failed
+        .into_iter()
+        .take(RECENT_FAILURES)
+        .map(|t| t.task_id.clone())
+        .collect();
+    let recent_failures =
+        queue_tasks(state, user, state.store.get_tasks(&failed_ids).await?).await?;
     Ok(QueueDash {
         counts: TaskState::ALL
             .iter()

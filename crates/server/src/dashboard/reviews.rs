@@ -430,6 +430,7 @@ pub async fn detail(
     Path(id): Path<String>,
 ) -> PageResult {
     let review = api::load(&state, &id).await?;
+    let retried_as = review.retried_as.clone();
     let r = api::detail(&state, review).await?;
     let now = state.clock.now();
     let lines = state.store.task_logs(&r.task.id, 0, 5000).await?;
@@ -466,6 +467,7 @@ pub async fn detail(
                         dt { "Commits" } dd.mono { (short_sha(r.base_sha.as_str())) " → " (short_sha(r.head_sha.as_str())) }
                         @if let Some(n) = r.change_number { dt { "Merge/pull request" } dd { "!" (n) " · round " (r.round_number) } }
                         dt { "Queued" } dd { (time(r.created_at)) }
+                        @if let Some(again) = &retried_as { dt { "Retried as" } dd { a href={ "/reviews/" (again.as_str()) } { (again.as_str()) } } }
                         @if let Some(p) = &r.push { dt { "Posted to the forge" } dd { (badge(&p.state)) @if let Some(e) = &p.error { " " span.muted { (e) } } } }
                     }
                     @if can_cancel {

@@ -250,6 +250,12 @@ pub async fn retry(
         .get_task(&review.task_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("task {} not found", review.task_id)))?;
+    if let Some(again) = &review.retried_as {
+        return Err(ApiError::conflict(format!(
+            "review {} was already retried as {again}",
+            review.id
+        )));
+    }
     if !matches!(
         task.state,
         TaskState::Failed | TaskState::Expired | TaskState::Cancelled
@@ -267,22 +273,25 @@ pub async fn retry(
     }
     let (new_review, _) = state
         .store
-        .enqueue_review(NewReview {
-            id: new_id,
-            task_id: TaskId::generate(),
-            repo_url: review.repo_url.clone(),
-            base_sha: review.base_sha.clone(),
-            head_sha: review.head_sha.clone(),
-            branch: review.branch.clone(),
-            title: review.title.clone(),
-            created_by: caller.user.id.clone(),
-            required_tags: task.required_tags.clone(),
-            max_attempts: state.settings.max_attempts,
-            expires_at: now.plus_millis(millis(state.settings.unclaimed_expiry)),
-            spec,
-            change: review.change.clone(),
-            now,
-        })
+        .enqueue_retry(
+            &review.id,
+            NewReview {
+                id: new_id,
+                task_id: TaskId::generate(),
+                repo_url: review.repo_url.clone(),
+                base_sha: review.base_sha.clone(),
+                head_sha: review.head_sha.clone(),
+                branch: review.branch.clone(),
+                title: review.title.clone(),
+                created_by: caller.user.id.clone(),
+                required_tags: task.required_tags.clone(),
+                max_attempts: state.settings.max_attempts,
+                expires_at: now.plus_millis(millis(state.settings.unclaimed_expiry)),
+                spec,
+                change: review.change.clone(),
+                now,
+            },
+        )
         .await?;
     state.wake.wake_all();
     tracing::info!(review.id = %new_review.id, retry_of = %review.id, "review queued again");
@@ -363,11 +372,15 @@ pub async fn list(
         offset: (page - 1).saturating_mul(u64::from(page_size)),
     };
     let (rows, total) = state.store.list_reviews(&filter).await?;
+    let ids: Vec<TaskId> = rows.iter().map(|r| r.task_id.clone()).collect();
+    let tasks = state.store.get_tasks(&ids).await?;
     let mut items = Vec::with_capacity(rows.len());
     for r in rows {
-        let task = state.store.get_task(&r.task_id).await?;
-        let task =
-            task.ok_or_else(|| ApiError::not_found(format!("task {} not found", r.task_id)))?;
+        let task = tasks
+            .iter()
+            .find(|t| t.id == r.task_id)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("task {} not found", r.task_id)))?;
         let spec = task.spec.clone();
         items.push(views::review(
             r,
@@ -376,15 +389,7 @@ pub async fn list(
         ));
     }
     let mut stats = ReviewStats::default();
-    for s in ReviewStatus::ALL {
-        let (_, n) = state
-            .store
-            .list_reviews(&ReviewFilter {
-                status: Some(*s),
-                limit: 0,
-                ..filter.clone()
-            })
-            .await?;
+    for (s, n) in state.store.review_status_counts(&filter).await? {
         stats.total += n;
         match s {
             ReviewStatus::Pending => stats.pending = n,
