@@ -88,6 +88,12 @@ uuid_id!(
     ApiKeyId,
     "API key id"
 );
+uuid_id!(
+    /// Identifies a notification: one event to deliver through one channel,
+    /// with its delivery history.
+    NotificationId,
+    "notification id"
+);
 
 /// A runner's identity, chosen by the runner and sent as `x-runner-id`.
 ///

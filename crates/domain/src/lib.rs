@@ -15,11 +15,12 @@ mod time;
 mod values;
 
 pub use auth::{API_KEY_PREFIX, ApiKeyDigest, ApiKeySecret, Permission, Role, SessionSecret};
-pub use ids::{ApiKeyId, ConfigId, ProjectId, ReviewId, RunnerId, TaskId, UserId};
+pub use ids::{ApiKeyId, ConfigId, NotificationId, ProjectId, ReviewId, RunnerId, TaskId, UserId};
 pub use secret::SecretString;
 pub use state::{
-    ConfigKind, LlmProvider, Phase, PlatformAuthType, PlatformType, ReviewStatus, RunnerStatus,
-    TaskOutcome, TaskState, WebhookStatus,
+    ConfigKind, LlmProvider, NotificationChannel, NotificationEvent, NotificationStatus, Phase,
+    PlatformAuthType, PlatformType, ReviewStatus, RunnerStatus, TaskOutcome, TaskState,
+    WebhookStatus,
 };
 pub use time::Timestamp;
 pub use values::{Attempt, CommitSha, Email, RepoUrl, Tag, TagSet};

@@ -168,6 +168,19 @@ mod tests {
         for p in Phase::ALL {
             assert_eq!(Phase::parse(p.as_str()), Ok(*p));
         }
+        for c in NotificationChannel::ALL {
+            assert_eq!(NotificationChannel::parse(c.as_str()), Ok(*c));
+        }
+        for e in NotificationEvent::ALL {
+            assert_eq!(NotificationEvent::parse(e.as_str()), Ok(*e));
+        }
+        for s in NotificationStatus::ALL {
+            assert_eq!(NotificationStatus::parse(s.as_str()), Ok(*s));
+        }
+        assert_eq!(
+            serde_json::to_string(&NotificationEvent::DailySummary).expect("json"),
+            "\"daily_summary\""
+        );
         let err = Phase::parse("compiling").expect_err("unknown phase");
         assert!(
             err.to_string()
@@ -248,3 +261,59 @@ string_enum!(
         NotConfigured => "not_configured",
     }
 );
+
+string_enum!(
+    /// Where a notification is sent.
+    NotificationChannel, "notification channel" {
+        /// Email over SMTP.
+        Email => "email",
+        /// A Slack incoming webhook.
+        Slack => "slack",
+        /// A generic HTTP webhook.
+        Webhook => "webhook",
+        /// A DingTalk robot.
+        Dingtalk => "dingtalk",
+        /// A Feishu (Lark) bot.
+        Feishu => "feishu",
+        /// A WeChat Work (WeCom) robot.
+        Wechat => "wechat",
+        /// Browser Web Push (VAPID) to the stored subscriptions.
+        Push => "push",
+    }
+);
+
+string_enum!(
+    /// What a notification is about.
+    NotificationEvent, "notification event" {
+        /// A review finished with a result.
+        ReviewCompleted => "review_completed",
+        /// A review finished without a result.
+        ReviewFailed => "review_failed",
+        /// A review's rating fell below the configured threshold.
+        RatingLow => "rating_low",
+        /// The summary of one day's reviews.
+        DailySummary => "daily_summary",
+        /// The summary of one week's reviews.
+        WeeklySummary => "weekly_summary",
+    }
+);
+
+string_enum!(
+    /// Where a notification's delivery stands:
+    /// `pending → sent | failed`, `pending` again after a retryable error.
+    NotificationStatus, "notification status" {
+        /// Queued, or waiting for its next try after a retryable error.
+        Pending => "pending",
+        /// Delivered (final).
+        Sent => "sent",
+        /// Given up on (final); the last error says why.
+        Failed => "failed",
+    }
+);
+
+impl NotificationStatus {
+    /// The delivery will not be tried again.
+    pub const fn is_final(self) -> bool {
+        matches!(self, NotificationStatus::Sent | NotificationStatus::Failed)
+    }
+}

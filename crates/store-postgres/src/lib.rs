@@ -9,24 +9,26 @@
 //! apply each migration once.
 
 use ai_review_domain::{
-    ApiKeyDigest, ApiKeyId, Attempt, ConfigId, ConfigKind, Email, PlatformType, ProjectId,
-    ReviewId, ReviewStatus, Role, RunnerId, TaskId, TaskState, Timestamp, UserId, WebhookStatus,
+    ApiKeyDigest, ApiKeyId, Attempt, ConfigId, ConfigKind, Email, NotificationId, PlatformType,
+    ProjectId, ReviewId, ReviewStatus, Role, RunnerId, TaskId, TaskState, Timestamp, UserId,
+    WebhookStatus,
 };
 use ai_review_store::rows::{
-    ApiKeyRow, AuthRow, ConfigItemRow, LogLineRow, ProjectRow, PushJobRow, ReviewFilterParams,
-    ReviewRow, RunnerRow, TaskAttemptRow, TaskEventRow, TaskRow, UserRow, WebhookEventRow,
-    check_task_ref, convert_all, db_error, in_order_of, like_pattern, permissions_json,
-    retry_refused, tags_json,
+    ApiKeyRow, AuthRow, ConfigItemRow, LogLineRow, NotificationFilterParams, NotificationRow,
+    ProjectRow, PushJobRow, ReviewFilterParams, ReviewRow, RunnerRow, TaskAttemptRow, TaskEventRow,
+    TaskRow, UserRow, WebhookEventRow, check_task_ref, convert_all, db_error, in_order_of,
+    like_pattern, permissions_json, retry_refused, tags_json,
 };
 use ai_review_store::{
     ApiKey, ChangeThread, Claim, ConfigItem, ConfigItemWrite, Heartbeat, HeartbeatOutcome,
-    LogAppend, LogAppendOutcome, LogLine, NewApiKey, NewReview, NewSession, NewUser, PhaseReport,
+    LogAppend, LogAppendOutcome, LogLine, NewApiKey, NewNotification, NewReview, NewSession,
+    NewUser, Notification, NotificationFilter, NotificationOutcome, NotificationStats, PhaseReport,
     Project, ProjectFilter, ProjectStats, ProjectUpsert, PushJob, PushState, ReapReport, Review,
     ReviewChange, ReviewFilter, Runner, RunnerRegistration, Session, Store, StoreError,
     StoreResult, SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef, TaskResult, TaskTiming,
     User, UserUpdate, WebhookEvent, WebhookEventFilter, api_key_columns, authenticate_query,
-    config_item_columns, policy, project_columns, review_columns, runner_columns, task_columns,
-    user_columns, webhook_event_columns,
+    config_item_columns, notification_columns, policy, project_columns, review_columns,
+    runner_columns, task_columns, user_columns, webhook_event_columns,
 };
 use async_trait::async_trait;
 use sqlx::Transaction;
@@ -44,6 +46,18 @@ macro_rules! review_filter {
     () => {
         "($1::bigint IS NULL OR created_at >= $1) AND ($2::bigint IS NULL OR created_at < $2) \
          AND ($3::text IS NULL OR project_id = $3) AND ($4::bigint IS NULL OR change_number = $4)"
+    };
+}
+
+/// The conditions of a [`NotificationFilter`] on `notifications`: channel
+/// `$1`, status `$2`, event `$3`, review `$4`, created at or after `$5` and
+/// before `$6`, each ignored when NULL (bound from
+/// [`NotificationFilterParams`]). The history page and its count share it.
+macro_rules! notification_filter {
+    () => {
+        "($1::text IS NULL OR channel = $1) AND ($2::text IS NULL OR status = $2) \
+         AND ($3::text IS NULL OR event = $3) AND ($4::text IS NULL OR review_id = $4) \
+         AND ($5::bigint IS NULL OR created_at >= $5) AND ($6::bigint IS NULL OR created_at < $6)"
     };
 }
 
@@ -1953,6 +1967,184 @@ impl Store for PgStore {
         .await
         .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn enqueue_notifications(
+        &self,
+        items: Vec<NewNotification>,
+    ) -> StoreResult<Vec<Notification>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let outcome = async {
+            let mut queued = Vec::with_capacity(items.len());
+            // A replica inserting a key another replica's open transaction
+            // has just inserted waits for that transaction, then skips the
+            // key once it commits (or inserts it if it rolls back).
+            for (position, n) in policy::notification_insert_order(&items) {
+                let row: Option<NotificationRow> = sqlx::query_as(concat!(
+                    "INSERT INTO notifications (id, event, channel, review_id, dedup_key, payload, \
+                     status, attempts, next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7) \
+                     ON CONFLICT (dedup_key) DO NOTHING RETURNING ",
+                    notification_columns!()
+                ))
+                .bind(n.id.as_str())
+                .bind(n.event.as_str())
+                .bind(n.channel.as_str())
+                .bind(n.review_id.as_ref().map(ReviewId::as_str))
+                .bind(&n.dedup_key)
+                .bind(n.payload.to_string())
+                .bind(n.now.as_millis())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if let Some(row) = row {
+                    queued.push((position, Notification::try_from(row)?));
+                }
+            }
+            queued.sort_by_key(|(position, _)| *position);
+            Ok::<_, StoreError>(queued.into_iter().map(|(_, n)| n).collect())
+        }
+        .await;
+        finish(tx, outcome).await
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Notification>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<NotificationRow> = sqlx::query_as(concat!(
+            "UPDATE notifications SET lease_until = $2, attempts = attempts + 1, updated_at = $1 \
+             WHERE id IN (SELECT id FROM notifications WHERE status = 'pending' \
+               AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
+               ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
+            notification_columns!()
+        ))
+        .bind(now.as_millis())
+        .bind(lease_until.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut claimed: Vec<Notification> = convert_all(rows)?;
+        // RETURNING follows no ORDER BY; restore the claim order.
+        claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(claimed)
+    }
+
+    async fn finish_notification(
+        &self,
+        id: &NotificationId,
+        outcome: NotificationOutcome,
+        now: Timestamp,
+    ) -> StoreResult<Notification> {
+        let f = policy::on_notification_outcome(outcome, now);
+        let row: Option<NotificationRow> = sqlx::query_as(concat!(
+            "UPDATE notifications SET status = $2, \
+             next_attempt_at = COALESCE($3::bigint, next_attempt_at), \
+             last_error = $4, sent_at = $5, lease_until = NULL, updated_at = $6 \
+             WHERE id = $1 AND status = 'pending' RETURNING ",
+            notification_columns!()
+        ))
+        .bind(id.as_str())
+        .bind(f.status.as_str())
+        .bind(f.next_attempt_at.map(Timestamp::as_millis))
+        .bind(f.last_error.as_deref())
+        .bind(f.sent_at.map(Timestamp::as_millis))
+        .bind(now.as_millis())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if let Some(row) = row {
+            return Notification::try_from(row);
+        }
+        // Nothing pending with this id: tell a missing one from a final one.
+        // Final statuses never change, so this read cannot race the update.
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM notifications WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Err(policy::notification_not_pending(id, status))
+    }
+
+    async fn get_notification(&self, id: &NotificationId) -> StoreResult<Option<Notification>> {
+        let row: Option<NotificationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            notification_columns!(),
+            " FROM notifications WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(Notification::try_from).transpose()
+    }
+
+    async fn list_notifications(
+        &self,
+        f: &NotificationFilter,
+    ) -> StoreResult<(Vec<Notification>, u64)> {
+        let p = NotificationFilterParams::from(f);
+        let rows: Vec<NotificationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            notification_columns!(),
+            " FROM notifications WHERE ",
+            notification_filter!(),
+            " ORDER BY created_at DESC, id DESC LIMIT $7 OFFSET $8"
+        ))
+        .bind(p.channel)
+        .bind(p.status)
+        .bind(p.event)
+        .bind(p.review_id)
+        .bind(p.start)
+        .bind(p.end)
+        .bind(i64::from(f.limit))
+        .bind(i64::try_from(f.offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let total: i64 = sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM notifications WHERE ",
+            notification_filter!()
+        ))
+        .bind(p.channel)
+        .bind(p.status)
+        .bind(p.event)
+        .bind(p.review_id)
+        .bind(p.start)
+        .bind(p.end)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok((convert_all(rows)?, total.unsigned_abs()))
+    }
+
+    async fn notification_stats(
+        &self,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> StoreResult<NotificationStats> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT channel, status, COUNT(*) FROM notifications \
+             WHERE ($1::bigint IS NULL OR created_at >= $1) \
+             AND ($2::bigint IS NULL OR created_at < $2) \
+             GROUP BY channel, status",
+        )
+        .bind(start.map(Timestamp::as_millis))
+        .bind(end.map(Timestamp::as_millis))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        policy::notification_stats(rows)
     }
 }
 

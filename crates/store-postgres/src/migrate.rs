@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sessions",
         include_str!("../migrations/0007_sessions.sql"),
     ),
+    (
+        8,
+        "notifications",
+        include_str!("../migrations/0008_notifications.sql"),
+    ),
 ];
 
 async fn lock(c: &mut PgConnection) -> StoreResult<()> {

@@ -1,5 +1,6 @@
 //! Two server replicas sharing one PostgreSQL database: concurrent claims
-//! and concurrent reaper passes never process a task twice, and concurrent
+//! and concurrent reaper passes never process a task twice, summaries
+//! scheduled on both are queued and sent once per period, and concurrent
 //! startups apply migrations once.
 
 use ai_review_domain::*;
@@ -174,6 +175,83 @@ async fn concurrent_reapers_on_two_replicas_requeue_each_task_once() {
     }
 }
 
+fn daily_summary(channel: NotificationChannel, day: u32, now: Timestamp) -> NewNotification {
+    NewNotification {
+        id: NotificationId::generate(),
+        event: NotificationEvent::DailySummary,
+        channel,
+        review_id: None,
+        dedup_key: format!("daily_summary:2026-11-{day:02}:{channel}"),
+        payload: serde_json::json!({"day": day}),
+        now,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn summaries_scheduled_on_two_replicas_are_queued_and_claimed_once() {
+    let (a, b) = two_replicas().await;
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    let channels = [
+        NotificationChannel::Email,
+        NotificationChannel::Slack,
+        NotificationChannel::Feishu,
+    ];
+    // Each replica's scheduler fires several times for the same ten days,
+    // every pass with its channels in another order.
+    let schedulers: Vec<_> = (0..8usize)
+        .map(|n| {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let mut batch: Vec<_> = (1..=10)
+                    .flat_map(|day| channels.map(|c| daily_summary(c, day, now)))
+                    .collect();
+                batch.rotate_left(n * 7 % 30);
+                store.enqueue_notifications(batch).await.expect("enqueue")
+            })
+        })
+        .collect();
+    let mut queued = HashSet::new();
+    for s in schedulers {
+        for n in s.await.expect("join") {
+            assert!(
+                queued.insert(n.dedup_key.clone()),
+                "{} queued twice",
+                n.dedup_key
+            );
+        }
+    }
+    assert_eq!(queued.len(), 30, "every (day, channel) queued once");
+
+    let senders: Vec<_> = (0..8usize)
+        .map(|n| {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let batch = store
+                        .claim_notifications(now, now.plus_millis(LEASE), 2)
+                        .await
+                        .expect("claim");
+                    if batch.is_empty() {
+                        break got;
+                    }
+                    got.extend(batch.into_iter().map(|n| n.dedup_key));
+                }
+            })
+        })
+        .collect();
+    let mut claimed = HashSet::new();
+    for s in senders {
+        for key in s.await.expect("join") {
+            assert!(
+                claimed.insert(key.clone()),
+                "{key} claimed twice across replicas"
+            );
+        }
+    }
+    assert_eq!(claimed, queued);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_starting_together_apply_each_migration_once() {
     let url = ai_review_pg_testing::fresh_database_url().await;
@@ -203,7 +281,8 @@ async fn replicas_starting_together_apply_each_migration_once() {
             (4, "webhook_events".to_owned()),
             (5, "review_changes".to_owned()),
             (6, "pushback".to_owned()),
-            (7, "sessions".to_owned())
+            (7, "sessions".to_owned()),
+            (8, "notifications".to_owned())
         ]
     );
 }

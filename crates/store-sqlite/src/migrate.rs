@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sessions",
         include_str!("../migrations/0007_sessions.sql"),
     ),
+    (
+        8,
+        "notifications",
+        include_str!("../migrations/0008_notifications.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> StoreResult<()> {

@@ -45,6 +45,14 @@ macro_rules! conformance_suite {
             tasks_and_reviews_by_ids_keep_the_order_asked,
             review_status_counts_follow_project_and_date_filters,
             retries_are_queued_once,
+            notifications_are_queued_once_per_dedup_key,
+            notification_claims_lease_count_order_and_wait_until_due,
+            concurrent_notification_claims_never_share_one,
+            expired_notification_leases_make_them_claimable_again,
+            notification_outcomes_retry_fail_send_and_are_final,
+            missing_notifications_are_none_or_not_found,
+            notification_history_filters_pages_and_counts,
+            notification_stats_count_per_channel_and_status,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -2591,4 +2599,774 @@ pub async fn retries_are_queued_once(store: DynStore) {
             .and_then(|r| r.retried_as),
         Some(round3.id)
     );
+}
+
+fn notification(
+    event: NotificationEvent,
+    channel: NotificationChannel,
+    key: &str,
+    review: Option<&ReviewId>,
+    now: Timestamp,
+) -> NewNotification {
+    NewNotification {
+        id: NotificationId::generate(),
+        event,
+        channel,
+        review_id: review.cloned(),
+        dedup_key: key.into(),
+        payload: serde_json::json!({"key": key, "findings": [1, 2]}),
+        now,
+    }
+}
+
+/// A summary notification with its period in the key.
+fn summary(channel: NotificationChannel, day: &str, now: Timestamp) -> NewNotification {
+    notification(
+        NotificationEvent::DailySummary,
+        channel,
+        &format!("daily_summary:{day}:{channel}"),
+        None,
+        now,
+    )
+}
+
+async fn enqueue_one(store: &DynStore, n: NewNotification) -> Notification {
+    let mut queued = store
+        .enqueue_notifications(vec![n])
+        .await
+        .expect("enqueue notification");
+    assert_eq!(queued.len(), 1, "queued");
+    queued.remove(0)
+}
+
+async fn claim_notes(store: &DynStore, now: Timestamp, limit: u32) -> Vec<NotificationId> {
+    store
+        .claim_notifications(now, now.plus_millis(LEASE), limit)
+        .await
+        .expect("claim notifications")
+        .into_iter()
+        .map(|n| n.id)
+        .collect()
+}
+
+async fn settle(
+    store: &DynStore,
+    id: &NotificationId,
+    outcome: NotificationOutcome,
+    now: Timestamp,
+) -> Notification {
+    store
+        .finish_notification(id, outcome, now)
+        .await
+        .expect("finish notification")
+}
+
+async fn note(store: &DynStore, id: &NotificationId) -> Notification {
+    store
+        .get_notification(id)
+        .await
+        .expect("get notification")
+        .expect("notification exists")
+}
+
+fn ids_of(ns: &[Notification]) -> Vec<NotificationId> {
+    ns.iter().map(|n| n.id.clone()).collect()
+}
+
+/// A dedup key is queued once: a second notification with it (in the same
+/// batch, a later batch, after the first was sent, or from many callers at
+/// once) is skipped and not returned. A taken id is a conflict.
+pub async fn notifications_are_queued_once_per_dedup_key(store: DynStore) {
+    use NotificationChannel::{Email, Slack};
+    let review = ReviewId::generate();
+    let first = store
+        .enqueue_notifications(vec![
+            notification(
+                NotificationEvent::ReviewCompleted,
+                Slack,
+                &format!("review_completed:{review}:slack"),
+                Some(&review),
+                at(0),
+            ),
+            summary(Slack, "2026-11-24", at(0)),
+            summary(Slack, "2026-11-24", at(0)),
+            summary(Email, "2026-11-24", at(0)),
+        ])
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        first
+            .iter()
+            .map(|n| n.dedup_key.as_str())
+            .collect::<Vec<_>>(),
+        [
+            format!("review_completed:{review}:slack").as_str(),
+            "daily_summary:2026-11-24:slack",
+            "daily_summary:2026-11-24:email",
+        ],
+        "queued in the order given, the repeated key once"
+    );
+    let n = &first[0];
+    assert_eq!(
+        (n.event, n.channel, n.review_id.as_ref(), n.status),
+        (
+            NotificationEvent::ReviewCompleted,
+            Slack,
+            Some(&review),
+            NotificationStatus::Pending
+        )
+    );
+    assert_eq!(
+        (n.attempts, n.next_attempt_at, n.lease_until, n.sent_at),
+        (0, at(0), None, None)
+    );
+    assert_eq!(
+        (n.created_at, n.updated_at, n.last_error.as_deref()),
+        (at(0), at(0), None)
+    );
+    assert_eq!(
+        n.payload,
+        serde_json::json!({"key": format!("review_completed:{review}:slack"), "findings": [1, 2]})
+    );
+    assert_eq!(&note(&store, &n.id).await, n);
+    assert_eq!(first[1].review_id, None);
+
+    let again = store
+        .enqueue_notifications(vec![
+            summary(Slack, "2026-11-24", at(10)),
+            summary(Slack, "2026-11-25", at(10)),
+        ])
+        .await
+        .expect("enqueue again");
+    assert_eq!(
+        again
+            .iter()
+            .map(|n| n.dedup_key.as_str())
+            .collect::<Vec<_>>(),
+        ["daily_summary:2026-11-25:slack"],
+        "only the new period is queued"
+    );
+    assert!(
+        store
+            .enqueue_notifications(vec![summary(Email, "2026-11-24", at(20))])
+            .await
+            .expect("enqueue duplicate")
+            .is_empty()
+    );
+    assert!(
+        store
+            .enqueue_notifications(Vec::new())
+            .await
+            .expect("enqueue nothing")
+            .is_empty()
+    );
+    settle(&store, &first[2].id, NotificationOutcome::Sent, at(30)).await;
+    assert!(
+        store
+            .enqueue_notifications(vec![summary(Email, "2026-11-24", at(40))])
+            .await
+            .expect("enqueue after sent")
+            .is_empty(),
+        "a sent notification still holds its key"
+    );
+    let mut taken = summary(Email, "2026-11-26", at(50));
+    taken.id = first[0].id.clone();
+    assert!(matches!(
+        store.enqueue_notifications(vec![taken]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .list_notifications(&NotificationFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .1,
+        4
+    );
+
+    // Many schedulers at once (server replicas), each with the week's
+    // summaries in its own order: every key is queued exactly once.
+    let mut racers = Vec::new();
+    for r in 0..8usize {
+        let store = store.clone();
+        racers.push(tokio::spawn(async move {
+            let mut batch: Vec<_> = (0..5)
+                .map(|d| summary(Slack, &format!("2026-12-0{}", d + 1), at(100)))
+                .collect();
+            batch.rotate_left(r % 5);
+            store
+                .enqueue_notifications(batch)
+                .await
+                .expect("racing enqueue")
+        }));
+    }
+    let mut keys = Vec::new();
+    for r in racers {
+        keys.extend(r.await.expect("join").into_iter().map(|n| n.dedup_key));
+    }
+    keys.sort();
+    assert_eq!(
+        keys,
+        (1..=5)
+            .map(|d| format!("daily_summary:2026-12-0{d}:slack"))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// A claim takes due notifications only (not before `next_attempt_at`),
+/// oldest first by creation time, at most `limit`, leases them and counts
+/// the try; leased ones are not claimed again while the lease lives.
+pub async fn notification_claims_lease_count_order_and_wait_until_due(store: DynStore) {
+    use NotificationChannel::Slack;
+    let a = enqueue_one(&store, summary(Slack, "a", at(0))).await;
+    let b = enqueue_one(&store, summary(Slack, "b", at(10))).await;
+    let c = enqueue_one(&store, summary(Slack, "c", at(20))).await;
+    assert!(claim_notes(&store, at(-1), 10).await.is_empty(), "not due");
+    assert!(claim_notes(&store, at(5), 0).await.is_empty(), "limit 0");
+    assert_eq!(
+        claim_notes(&store, at(5), 10).await,
+        vec![a.id.clone()],
+        "b and c are not due yet"
+    );
+    let leased = note(&store, &a.id).await;
+    assert_eq!(
+        (leased.attempts, leased.lease_until, leased.status),
+        (1, Some(at(5 + LEASE)), NotificationStatus::Pending)
+    );
+    assert_eq!(leased.updated_at, at(5));
+    let claimed = store
+        .claim_notifications(at(30), at(30 + LEASE), 1)
+        .await
+        .expect("claim");
+    assert_eq!(
+        ids_of(&claimed),
+        vec![b.id.clone()],
+        "oldest due first, limit 1"
+    );
+    assert_eq!(
+        (claimed[0].attempts, claimed[0].lease_until),
+        (1, Some(at(30 + LEASE))),
+        "the claim returns the leased row"
+    );
+    assert_eq!(claim_notes(&store, at(30), 10).await, vec![c.id.clone()]);
+    assert!(
+        claim_notes(&store, at(40), 10).await.is_empty(),
+        "every notification is leased"
+    );
+
+    // Creation time orders claims, not the id: `late` is generated first
+    // but created after `early`.
+    let late = summary(Slack, "late", at(200));
+    let early = summary(Slack, "early", at(150));
+    store
+        .enqueue_notifications(vec![late.clone(), early.clone()])
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        claim_notes(&store, at(300), 10).await,
+        [early.id, late.id],
+        "oldest first"
+    );
+}
+
+/// Many claims racing over a few notifications never hand one out twice.
+pub async fn concurrent_notification_claims_never_share_one(store: DynStore) {
+    let mut queued = HashSet::new();
+    for channel in [
+        NotificationChannel::Email,
+        NotificationChannel::Slack,
+        NotificationChannel::Feishu,
+    ] {
+        queued.insert(
+            enqueue_one(&store, summary(channel, "2026-11-24", at(0)))
+                .await
+                .id,
+        );
+    }
+    let claims: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { claim_notes(&store, at(10), 1).await })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for c in claims {
+        let got = c.await.expect("join");
+        assert!(got.len() <= 1, "limit 1");
+        for id in got {
+            assert!(seen.insert(id.clone()), "notification {id} claimed twice");
+        }
+    }
+    for id in claim_notes(&store, at(10), 10).await {
+        assert!(seen.insert(id.clone()), "notification {id} claimed twice");
+    }
+    assert_eq!(seen, queued);
+    for id in &seen {
+        assert_eq!(note(&store, id).await.attempts, 1, "{id} claimed once");
+    }
+}
+
+/// A sender that dies leaves its lease to run out; from then on the
+/// notification is claimable again, with its try counted again.
+pub async fn expired_notification_leases_make_them_claimable_again(store: DynStore) {
+    let n = enqueue_one(
+        &store,
+        summary(NotificationChannel::Webhook, "2026-11-24", at(0)),
+    )
+    .await;
+    assert_eq!(claim_notes(&store, at(0), 10).await, vec![n.id.clone()]);
+    assert!(
+        claim_notes(&store, at(LEASE - 1), 10).await.is_empty(),
+        "lease still lives"
+    );
+    let again = store
+        .claim_notifications(at(LEASE), at(2 * LEASE), 10)
+        .await
+        .expect("claim after the lease ended");
+    assert_eq!(ids_of(&again), vec![n.id.clone()]);
+    assert_eq!(
+        (again[0].attempts, again[0].lease_until),
+        (2, Some(at(2 * LEASE)))
+    );
+    assert!(claim_notes(&store, at(LEASE + 1), 10).await.is_empty());
+}
+
+/// A retry stays pending with its error and is claimable again only from
+/// its retry time; sent and failed are final: never claimed again, and a
+/// later finish is refused without changing them.
+pub async fn notification_outcomes_retry_fail_send_and_are_final(store: DynStore) {
+    use NotificationChannel::{Dingtalk, Email, Slack};
+    let a = enqueue_one(&store, summary(Slack, "2026-11-24", at(0))).await;
+    let b = enqueue_one(&store, summary(Email, "2026-11-24", at(1))).await;
+    let c = enqueue_one(&store, summary(Dingtalk, "2026-11-24", at(2))).await;
+    assert_eq!(
+        claim_notes(&store, at(10), 10).await,
+        [a.id.clone(), b.id.clone(), c.id.clone()]
+    );
+
+    let retried = settle(
+        &store,
+        &a.id,
+        NotificationOutcome::Retry {
+            at: at(5_000),
+            error: "slack answered 503".into(),
+        },
+        at(100),
+    )
+    .await;
+    assert_eq!(
+        (retried.status, retried.next_attempt_at, retried.lease_until),
+        (NotificationStatus::Pending, at(5_000), None)
+    );
+    assert_eq!(
+        (
+            retried.last_error.as_deref(),
+            retried.attempts,
+            retried.updated_at,
+            retried.sent_at
+        ),
+        (Some("slack answered 503"), 1, at(100), None)
+    );
+    assert_eq!(note(&store, &a.id).await, retried);
+    assert!(
+        claim_notes(&store, at(4_999), 10).await.is_empty(),
+        "not before its retry time"
+    );
+    let second = store
+        .claim_notifications(at(5_000), at(5_000 + LEASE), 10)
+        .await
+        .expect("claim the retry");
+    assert_eq!(ids_of(&second), vec![a.id.clone()]);
+    assert_eq!(
+        (second[0].attempts, second[0].last_error.as_deref()),
+        (2, Some("slack answered 503")),
+        "the last error stays until the next outcome"
+    );
+    let sent = settle(&store, &a.id, NotificationOutcome::Sent, at(5_100)).await;
+    assert_eq!(
+        (sent.status, sent.sent_at, sent.last_error, sent.lease_until),
+        (NotificationStatus::Sent, Some(at(5_100)), None, None)
+    );
+    assert_eq!((sent.attempts, sent.updated_at), (2, at(5_100)));
+
+    let failed = settle(
+        &store,
+        &b.id,
+        NotificationOutcome::Failed {
+            error: "SMTP 550 mailbox unavailable".into(),
+        },
+        at(200),
+    )
+    .await;
+    assert_eq!(
+        (
+            failed.status,
+            failed.last_error.as_deref(),
+            failed.lease_until,
+            failed.sent_at
+        ),
+        (
+            NotificationStatus::Failed,
+            Some("SMTP 550 mailbox unavailable"),
+            None,
+            None
+        )
+    );
+
+    // c's sender died: only c comes back once its lease ends.
+    assert_eq!(
+        claim_notes(&store, at(10 + LEASE), 10).await,
+        vec![c.id.clone()],
+        "sent and failed notifications are never claimed again"
+    );
+    settle(&store, &c.id, NotificationOutcome::Sent, at(20 + LEASE)).await;
+    assert!(claim_notes(&store, at(10_000_000), 10).await.is_empty());
+
+    for (id, outcome) in [
+        (
+            &a.id,
+            NotificationOutcome::Failed {
+                error: "late".into(),
+            },
+        ),
+        (
+            &b.id,
+            NotificationOutcome::Retry {
+                at: at(0),
+                error: "late".into(),
+            },
+        ),
+        (&b.id, NotificationOutcome::Sent),
+    ] {
+        let before = note(&store, id).await;
+        assert!(
+            matches!(
+                store.finish_notification(id, outcome, at(999_999)).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "a final outcome is not overwritten"
+        );
+        assert_eq!(note(&store, id).await, before);
+    }
+}
+
+/// An unknown id: `get` is `None`, `finish` is `NotFound`.
+pub async fn missing_notifications_are_none_or_not_found(store: DynStore) {
+    let ghost = NotificationId::generate();
+    assert_eq!(store.get_notification(&ghost).await.expect("get"), None);
+    for outcome in [
+        NotificationOutcome::Sent,
+        NotificationOutcome::Failed { error: "x".into() },
+        NotificationOutcome::Retry {
+            at: at(1),
+            error: "x".into(),
+        },
+    ] {
+        assert!(matches!(
+            store.finish_notification(&ghost, outcome, at(0)).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+    assert_eq!(
+        store
+            .list_notifications(&NotificationFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list"),
+        (Vec::new(), 0)
+    );
+}
+
+/// The history lists newest first, with every documented filter (alone and
+/// combined), paging, and the total of matches.
+pub async fn notification_history_filters_pages_and_counts(store: DynStore) {
+    use NotificationChannel::{Email, Slack, Webhook};
+    use NotificationEvent::{DailySummary, ReviewCompleted, ReviewFailed, WeeklySummary};
+    let r1 = ReviewId::generate();
+    let r2 = ReviewId::generate();
+    let n1 = enqueue_one(
+        &store,
+        notification(ReviewCompleted, Slack, "n1", Some(&r1), at(0)),
+    )
+    .await;
+    let n2 = enqueue_one(
+        &store,
+        notification(ReviewCompleted, Email, "n2", Some(&r1), at(10)),
+    )
+    .await;
+    let n3 = enqueue_one(
+        &store,
+        notification(ReviewFailed, Slack, "n3", Some(&r2), at(20)),
+    )
+    .await;
+    let n4 = enqueue_one(
+        &store,
+        notification(DailySummary, Slack, "n4", None, at(30)),
+    )
+    .await;
+    let n5 = enqueue_one(
+        &store,
+        notification(WeeklySummary, Webhook, "n5", None, at(40)),
+    )
+    .await;
+    settle(&store, &n1.id, NotificationOutcome::Sent, at(100)).await;
+    settle(
+        &store,
+        &n3.id,
+        NotificationOutcome::Failed {
+            error: "gone".into(),
+        },
+        at(100),
+    )
+    .await;
+    settle(
+        &store,
+        &n2.id,
+        NotificationOutcome::Retry {
+            at: at(9_000),
+            error: "timeout".into(),
+        },
+        at(100),
+    )
+    .await;
+
+    let list = |f: NotificationFilter| {
+        let store = store.clone();
+        async move {
+            let (page, total) = store.list_notifications(&f).await.expect("list");
+            (ids_of(&page), total)
+        }
+    };
+    let page = |limit, offset| NotificationFilter {
+        limit,
+        offset,
+        ..Default::default()
+    };
+    let all = NotificationFilter {
+        limit: 50,
+        ..Default::default()
+    };
+    let ids = |ns: &[&Notification]| ns.iter().map(|n| n.id.clone()).collect::<Vec<_>>();
+
+    assert_eq!(
+        list(all.clone()).await,
+        (ids(&[&n5, &n4, &n3, &n2, &n1]), 5),
+        "newest first"
+    );
+    assert_eq!(
+        list(NotificationFilter {
+            channel: Some(Slack),
+            ..all.clone()
+        })
+        .await,
+        (ids(&[&n4, &n3, &n1]), 3)
+    );
+    for (status, expected) in [
+        (NotificationStatus::Sent, ids(&[&n1])),
+        (NotificationStatus::Failed, ids(&[&n3])),
+        (NotificationStatus::Pending, ids(&[&n5, &n4, &n2])),
+    ] {
+        let total = expected.len() as u64;
+        assert_eq!(
+            list(NotificationFilter {
+                status: Some(status),
+                ..all.clone()
+            })
+            .await,
+            (expected, total),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        list(NotificationFilter {
+            event: Some(ReviewCompleted),
+            ..all.clone()
+        })
+        .await,
+        (ids(&[&n2, &n1]), 2)
+    );
+    assert_eq!(
+        list(NotificationFilter {
+            event: Some(NotificationEvent::RatingLow),
+            ..all.clone()
+        })
+        .await,
+        (Vec::new(), 0)
+    );
+    assert_eq!(
+        list(NotificationFilter {
+            review_id: Some(r1.clone()),
+            ..all.clone()
+        })
+        .await,
+        (ids(&[&n2, &n1]), 2)
+    );
+    assert_eq!(
+        list(NotificationFilter {
+            start: Some(at(10)),
+            end: Some(at(30)),
+            ..all.clone()
+        })
+        .await,
+        (ids(&[&n3, &n2]), 2),
+        "created at or after start, before end"
+    );
+    assert_eq!(
+        list(NotificationFilter {
+            start: Some(at(30)),
+            ..all.clone()
+        })
+        .await,
+        (ids(&[&n5, &n4]), 2)
+    );
+    assert_eq!(
+        list(NotificationFilter {
+            channel: Some(Slack),
+            status: Some(NotificationStatus::Pending),
+            ..all.clone()
+        })
+        .await,
+        (ids(&[&n4]), 1)
+    );
+    assert_eq!(
+        list(NotificationFilter {
+            channel: Some(Slack),
+            review_id: Some(r2.clone()),
+            event: Some(ReviewFailed),
+            status: Some(NotificationStatus::Failed),
+            start: Some(at(0)),
+            end: Some(at(1_000)),
+            ..all.clone()
+        })
+        .await,
+        (ids(&[&n3]), 1)
+    );
+
+    assert_eq!(list(page(2, 0)).await, (ids(&[&n5, &n4]), 5));
+    assert_eq!(list(page(2, 2)).await, (ids(&[&n3, &n2]), 5));
+    assert_eq!(list(page(2, 4)).await, (ids(&[&n1]), 5));
+    assert_eq!(list(page(2, 10)).await, (Vec::new(), 5));
+    assert_eq!(list(page(0, 0)).await, (Vec::new(), 5), "only the total");
+    assert_eq!(
+        list(NotificationFilter {
+            channel: Some(Slack),
+            limit: 1,
+            offset: 1,
+            ..Default::default()
+        })
+        .await,
+        (ids(&[&n3]), 3)
+    );
+
+    // Rows created in the same millisecond keep a stable order (by id).
+    let twin_a = notification(DailySummary, Email, "twin-a", None, at(50));
+    let twin_b = notification(DailySummary, Email, "twin-b", None, at(50));
+    store
+        .enqueue_notifications(vec![twin_b.clone(), twin_a.clone()])
+        .await
+        .expect("enqueue twins");
+    let mut twins = vec![twin_a.id, twin_b.id];
+    twins.sort();
+    twins.reverse();
+    assert_eq!(list(page(2, 0)).await, (twins, 7));
+}
+
+/// Stats count the notifications per channel and status, over a creation
+/// time window, in declaration order, omitting empty pairs.
+pub async fn notification_stats_count_per_channel_and_status(store: DynStore) {
+    use NotificationChannel::{Email, Push, Slack, Webhook};
+    use NotificationStatus::{Failed, Pending, Sent};
+    assert_eq!(
+        store.notification_stats(None, None).await.expect("stats"),
+        NotificationStats::default()
+    );
+    let mut made = Vec::new();
+    for (i, (channel, outcome)) in [
+        (Slack, Some(NotificationOutcome::Sent)),
+        (Webhook, Some(NotificationOutcome::Sent)),
+        (
+            Slack,
+            Some(NotificationOutcome::Failed { error: "x".into() }),
+        ),
+        (Email, None),
+        (Slack, Some(NotificationOutcome::Sent)),
+        (
+            Email,
+            Some(NotificationOutcome::Retry {
+                at: at(10_000),
+                error: "x".into(),
+            }),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let offset = i64::try_from(i).expect("small") * 100;
+        let n = enqueue_one(
+            &store,
+            notification(
+                NotificationEvent::ReviewCompleted,
+                channel,
+                &format!("k{i}"),
+                None,
+                at(offset),
+            ),
+        )
+        .await;
+        if let Some(outcome) = outcome {
+            settle(&store, &n.id, outcome, at(offset + 1)).await;
+        }
+        made.push(n);
+    }
+    let stats = store.notification_stats(None, None).await.expect("stats");
+    assert_eq!(
+        stats.counts,
+        vec![
+            (Email, Pending, 2),
+            (Slack, Sent, 2),
+            (Slack, Failed, 1),
+            (Webhook, Sent, 1)
+        ]
+    );
+    assert_eq!(stats.total(), 6);
+    assert_eq!(
+        (
+            stats.with_status(Sent),
+            stats.with_status(Pending),
+            stats.with_status(Failed)
+        ),
+        (3, 2, 1)
+    );
+    assert_eq!((stats.of_channel(Slack), stats.of_channel(Push)), (3, 0));
+    assert_eq!(
+        (stats.count(Slack, Failed), stats.count(Push, Sent)),
+        (1, 0)
+    );
+
+    // Created at 100 through 399: the webhook, the failed slack, the
+    // untried email.
+    let window = store
+        .notification_stats(Some(at(100)), Some(at(400)))
+        .await
+        .expect("stats in a window");
+    assert_eq!(
+        window.counts,
+        vec![(Email, Pending, 1), (Slack, Failed, 1), (Webhook, Sent, 1)]
+    );
+    let since = store
+        .notification_stats(Some(at(400)), None)
+        .await
+        .expect("stats since");
+    assert_eq!(since.counts, vec![(Email, Pending, 1), (Slack, Sent, 1)]);
+    let until = store
+        .notification_stats(None, Some(at(100)))
+        .await
+        .expect("stats until");
+    assert_eq!(until.counts, vec![(Slack, Sent, 1)]);
+    assert_eq!(made.len(), 6);
 }

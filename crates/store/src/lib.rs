@@ -31,6 +31,25 @@
 //! Backends guarantee that two concurrent claims never return the same task
 //! (SQLite: one writer connection and a single `UPDATE … RETURNING`;
 //! PostgreSQL: `FOR UPDATE SKIP LOCKED`).
+//!
+//! # Notifications
+//!
+//! A notification is one event (a review completed, a daily summary…) to
+//! deliver through one channel, stored before anything is sent so delivery
+//! never blocks a review and survives a restart. The rows are both the
+//! delivery queue and the delivery history:
+//!
+//! - [`Store::enqueue_notifications`] queues them `pending`, due at once.
+//!   Each carries a unique deduplication key, and a key already stored is
+//!   skipped, so every server replica may enqueue the same event (the
+//!   daily summary, say) and it is still queued, and sent, once.
+//! - [`Store::claim_notifications`] hands due ones to a sender under a
+//!   lease, counting the try, exactly like push-back jobs: a lease that
+//!   runs out (the sender died) makes the notification claimable again.
+//! - [`Store::finish_notification`] records how the try ended: `sent`,
+//!   `failed` with the error, or `pending` again with the error and the
+//!   time of the next try (the caller's backoff). `sent` and `failed` are
+//!   final.
 
 mod error;
 mod model;
@@ -45,8 +64,8 @@ pub use error::StoreError;
 pub use model::*;
 
 use ai_review_domain::{
-    ApiKeyDigest, ApiKeyId, ConfigId, ConfigKind, Email, ProjectId, ReviewId, ReviewStatus,
-    RunnerId, TaskId, TaskState, Timestamp, UserId, WebhookStatus,
+    ApiKeyDigest, ApiKeyId, ConfigId, ConfigKind, Email, NotificationId, ProjectId, ReviewId,
+    ReviewStatus, RunnerId, TaskId, TaskState, Timestamp, UserId, WebhookStatus,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -411,4 +430,76 @@ pub trait Store: Send + Sync + 'static {
         thread: &ChangeThread,
         now: Timestamp,
     ) -> StoreResult<()>;
+
+    // ----- notifications ------------------------------------------------------
+
+    /// Queues notifications, in one transaction: each is stored `pending`,
+    /// due at its `now`, with no tries yet, unless a notification with the
+    /// same [`NewNotification::dedup_key`] is already stored (whatever its
+    /// status, and including an earlier item of the same batch), in which
+    /// case it is skipped without error. Returns the notifications actually
+    /// queued, in the order given; empty when all were duplicates.
+    ///
+    /// The key check is the database's unique constraint
+    /// (`INSERT … ON CONFLICT (dedup_key) DO NOTHING`), so it holds across
+    /// server replicas racing to enqueue the same event: a daily summary is
+    /// queued once per day and channel however many replicas run the
+    /// scheduler. [`StoreError::Conflict`] only if an id is taken.
+    async fn enqueue_notifications(
+        &self,
+        items: Vec<NewNotification>,
+    ) -> StoreResult<Vec<Notification>>;
+
+    /// Claims up to `limit` due notifications: `pending`, `next_attempt_at`
+    /// at or before `now`, and no live lease (none, or one that ended at or
+    /// before `now`). Oldest first (by creation time, then id). Each is
+    /// leased until `lease_until` and its `attempts` incremented, in the
+    /// same statement. Two concurrent claims, from this process or another
+    /// replica, never return the same notification while its lease lives
+    /// (SQLite: one writer and a single `UPDATE … RETURNING`; PostgreSQL:
+    /// `FOR UPDATE SKIP LOCKED`).
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Notification>>;
+
+    /// Records how a delivery try ended and clears the lease:
+    ///
+    /// - [`NotificationOutcome::Sent`]: `sent` at `now`, last error cleared;
+    /// - [`NotificationOutcome::Retry`]: stays `pending`, due again at `at`,
+    ///   with the error;
+    /// - [`NotificationOutcome::Failed`]: `failed`, with the error.
+    ///
+    /// Returns the notification afterwards. [`StoreError::NotFound`] if it
+    /// does not exist; [`StoreError::Conflict`] (and nothing written) if it
+    /// is already `sent` or `failed`, which are final: a late finish (from a
+    /// sender whose lease ran out while another try ended it) cannot
+    /// overwrite the outcome recorded.
+    async fn finish_notification(
+        &self,
+        id: &NotificationId,
+        outcome: NotificationOutcome,
+        now: Timestamp,
+    ) -> StoreResult<Notification>;
+
+    /// One notification.
+    async fn get_notification(&self, id: &NotificationId) -> StoreResult<Option<Notification>>;
+
+    /// The notification history: notifications matching a filter, newest
+    /// first (by creation time, then id), one page of them with the total
+    /// count of matches.
+    async fn list_notifications(
+        &self,
+        filter: &NotificationFilter,
+    ) -> StoreResult<(Vec<Notification>, u64)>;
+
+    /// Counts per channel and status of the notifications created at or
+    /// after `start` and before `end` (each bound optional).
+    async fn notification_stats(
+        &self,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> StoreResult<NotificationStats>;
 }

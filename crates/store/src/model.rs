@@ -2,9 +2,10 @@
 //! shapes: the server maps them to `ai-review-protocol` types.
 
 use ai_review_domain::{
-    ApiKeyDigest, ApiKeyId, Attempt, CommitSha, ConfigId, ConfigKind, Email, Permission, Phase,
-    PlatformType, ProjectId, RepoUrl, ReviewId, ReviewStatus, Role, RunnerId, RunnerStatus, TagSet,
-    TaskId, TaskOutcome, TaskState, Timestamp, UserId, WebhookStatus,
+    ApiKeyDigest, ApiKeyId, Attempt, CommitSha, ConfigId, ConfigKind, Email, NotificationChannel,
+    NotificationEvent, NotificationId, NotificationStatus, Permission, Phase, PlatformType,
+    ProjectId, RepoUrl, ReviewId, ReviewStatus, Role, RunnerId, RunnerStatus, TagSet, TaskId,
+    TaskOutcome, TaskState, Timestamp, UserId, WebhookStatus,
 };
 use sha2::{Digest, Sha256};
 
@@ -740,4 +741,147 @@ pub struct TaskTiming {
     pub started_at: Option<Timestamp>,
     /// Terminal time, if finished.
     pub finished_at: Option<Timestamp>,
+}
+
+/// A notification to queue: one event to deliver through one channel.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    /// New id.
+    pub id: NotificationId,
+    /// What it is about.
+    pub event: NotificationEvent,
+    /// Where it goes.
+    pub channel: NotificationChannel,
+    /// The review it is about (review events only).
+    pub review_id: Option<ReviewId>,
+    /// Identifies the delivery across server replicas: a notification whose
+    /// key is already stored is not queued again. One key per event,
+    /// subject and channel, e.g. `review_completed:<review id>:slack` or
+    /// `daily_summary:2026-11-24:slack`, so a review event is sent once per
+    /// review and channel and a summary once per period and channel.
+    pub dedup_key: String,
+    /// What to send (rendered by the server's channel senders).
+    pub payload: serde_json::Value,
+    /// Now: its creation time, and when it is first due.
+    pub now: Timestamp,
+}
+
+/// A stored notification and its delivery state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    /// Id.
+    pub id: NotificationId,
+    /// What it is about.
+    pub event: NotificationEvent,
+    /// Where it goes.
+    pub channel: NotificationChannel,
+    /// The review it is about.
+    pub review_id: Option<ReviewId>,
+    /// The deduplication key it was queued under.
+    pub dedup_key: String,
+    /// What to send.
+    pub payload: serde_json::Value,
+    /// Delivery state.
+    pub status: NotificationStatus,
+    /// Claims so far (each claim is one delivery try).
+    pub attempts: u32,
+    /// Not claimed before this time (creation, then each retry's time).
+    pub next_attempt_at: Timestamp,
+    /// While a sender holds it: the end of its lease. Cleared when the try
+    /// is finished; a lease that ran out makes it claimable again.
+    pub lease_until: Option<Timestamp>,
+    /// The error of the last failed try (cleared once sent).
+    pub last_error: Option<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Delivery time, once sent.
+    pub sent_at: Option<Timestamp>,
+}
+
+/// Filters of the notification history ([`crate::Store::list_notifications`]).
+/// `None` fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct NotificationFilter {
+    /// Only this channel.
+    pub channel: Option<NotificationChannel>,
+    /// Only this status.
+    pub status: Option<NotificationStatus>,
+    /// Only this event.
+    pub event: Option<NotificationEvent>,
+    /// Only notifications about this review.
+    pub review_id: Option<ReviewId>,
+    /// Created at or after.
+    pub start: Option<Timestamp>,
+    /// Created before.
+    pub end: Option<Timestamp>,
+    /// Page size (0 returns no rows, only the total).
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u64,
+}
+
+/// How one delivery try of a claimed notification ended
+/// ([`crate::Store::finish_notification`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    /// Delivered: `sent`, final.
+    Sent,
+    /// A retryable error: stays `pending` and is claimable again from `at`.
+    Retry {
+        /// The next try's time (the caller's backoff).
+        at: Timestamp,
+        /// What went wrong.
+        error: String,
+    },
+    /// Given up (a permanent error, or out of tries): `failed`, final.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Notification counts per channel and status
+/// ([`crate::Store::notification_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationStats {
+    /// `(channel, status, count)` for every pair with at least one
+    /// notification, ordered by channel then status in their declaration
+    /// order ([`NotificationChannel::ALL`], [`NotificationStatus::ALL`]).
+    /// Pairs with none are omitted.
+    pub counts: Vec<(NotificationChannel, NotificationStatus, u64)>,
+}
+
+impl NotificationStats {
+    /// All notifications counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|(_, _, n)| n).sum()
+    }
+
+    /// Notifications in one status, over every channel.
+    pub fn with_status(&self, status: NotificationStatus) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(_, s, _)| *s == status)
+            .map(|(_, _, n)| n)
+            .sum()
+    }
+
+    /// Notifications of one channel, in every status.
+    pub fn of_channel(&self, channel: NotificationChannel) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(c, _, _)| *c == channel)
+            .map(|(_, _, n)| n)
+            .sum()
+    }
+
+    /// Notifications of one channel in one status.
+    pub fn count(&self, channel: NotificationChannel, status: NotificationStatus) -> u64 {
+        self.counts
+            .iter()
+            .find(|(c, s, _)| *c == channel && *s == status)
+            .map_or(0, |(_, _, n)| *n)
+    }
 }

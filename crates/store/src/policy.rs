@@ -239,3 +239,100 @@ pub fn project_stats(
     stats.by_webhook_status = by_hook.into_values().collect();
     Ok(stats)
 }
+
+/// The columns a finished notification try writes (besides clearing the
+/// lease and setting `updated_at`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationFinish {
+    /// The status afterwards.
+    pub status: ai_review_domain::NotificationStatus,
+    /// The next try's time for a retry; `None` keeps the stored one.
+    pub next_attempt_at: Option<ai_review_domain::Timestamp>,
+    /// The error to record (`None` clears it).
+    pub last_error: Option<String>,
+    /// The delivery time for a sent notification.
+    pub sent_at: Option<ai_review_domain::Timestamp>,
+}
+
+/// What the outcome of a notification try writes.
+pub fn on_notification_outcome(
+    outcome: crate::NotificationOutcome,
+    now: ai_review_domain::Timestamp,
+) -> NotificationFinish {
+    use ai_review_domain::NotificationStatus;
+    match outcome {
+        crate::NotificationOutcome::Sent => NotificationFinish {
+            status: NotificationStatus::Sent,
+            next_attempt_at: None,
+            last_error: None,
+            sent_at: Some(now),
+        },
+        crate::NotificationOutcome::Retry { at, error } => NotificationFinish {
+            status: NotificationStatus::Pending,
+            next_attempt_at: Some(at),
+            last_error: Some(error),
+            sent_at: None,
+        },
+        crate::NotificationOutcome::Failed { error } => NotificationFinish {
+            status: NotificationStatus::Failed,
+            next_attempt_at: None,
+            last_error: Some(error),
+            sent_at: None,
+        },
+    }
+}
+
+/// Folds `(channel, status, count)` groups into
+/// [`crate::NotificationStats`], in channel then status declaration order.
+pub fn notification_stats(
+    rows: Vec<(String, String, i64)>,
+) -> Result<crate::NotificationStats, crate::StoreError> {
+    use ai_review_domain::{NotificationChannel, NotificationStatus};
+    let corrupt = |e: ai_review_domain::ParseError| crate::StoreError::Corrupt(e.to_string());
+    let mut counts = rows
+        .into_iter()
+        .map(|(channel, status, n)| {
+            Ok((
+                NotificationChannel::parse(&channel).map_err(corrupt)?,
+                NotificationStatus::parse(&status).map_err(corrupt)?,
+                n.unsigned_abs(),
+            ))
+        })
+        .collect::<Result<Vec<_>, crate::StoreError>>()?;
+    let rank = |c: NotificationChannel, s: NotificationStatus| {
+        (
+            NotificationChannel::ALL.iter().position(|x| *x == c),
+            NotificationStatus::ALL.iter().position(|x| *x == s),
+        )
+    };
+    counts.sort_by_key(|&(c, s, _)| rank(c, s));
+    Ok(crate::NotificationStats { counts })
+}
+
+/// The error of a `finish_notification` whose `UPDATE … WHERE status =
+/// 'pending'` changed no row, given the status read back (`None`: there is
+/// no such notification).
+pub fn notification_not_pending(
+    id: &ai_review_domain::NotificationId,
+    status: Option<String>,
+) -> crate::StoreError {
+    match status {
+        None => crate::StoreError::not_found("notification", id),
+        Some(status) => crate::StoreError::Conflict(format!(
+            "notification {id} is already {status}; its outcome is final"
+        )),
+    }
+}
+
+/// The order in which a batch of notifications is inserted: by dedup key
+/// (a stable sort, so of two items with one key the first given wins),
+/// each with its position in the batch. Two replicas enqueueing
+/// overlapping batches in different orders then take the key locks in the
+/// same order and wait for each other instead of deadlocking.
+pub fn notification_insert_order(
+    items: &[crate::NewNotification],
+) -> Vec<(usize, &crate::NewNotification)> {
+    let mut order: Vec<_> = items.iter().enumerate().collect();
+    order.sort_by(|(_, a), (_, b)| a.dedup_key.cmp(&b.dedup_key));
+    order
+}

@@ -707,3 +707,95 @@ impl TryFrom<PushJobRow> for crate::PushJob {
         })
     }
 }
+
+/// Columns of `notifications`, in [`NotificationRow`] order.
+#[macro_export]
+macro_rules! notification_columns {
+    () => {
+        "id, event, channel, review_id, dedup_key, payload, status, attempts, next_attempt_at, \
+         lease_until, last_error, created_at, updated_at, sent_at"
+    };
+}
+
+/// `notifications` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct NotificationRow {
+    pub id: String,
+    pub event: String,
+    pub channel: String,
+    pub review_id: Option<String>,
+    pub dedup_key: String,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub lease_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+impl TryFrom<NotificationRow> for crate::Notification {
+    type Error = StoreError;
+    fn try_from(r: NotificationRow) -> Result<Self, StoreError> {
+        Ok(crate::Notification {
+            id: ai_review_domain::NotificationId::parse(&r.id)
+                .map_err(|e| corrupt("notification id", e))?,
+            event: r
+                .event
+                .parse()
+                .map_err(|e| corrupt("notification event", e))?,
+            channel: r
+                .channel
+                .parse()
+                .map_err(|e| corrupt("notification channel", e))?,
+            review_id: r
+                .review_id
+                .as_deref()
+                .map(ReviewId::parse)
+                .transpose()
+                .map_err(|e| corrupt("review id", e))?,
+            dedup_key: r.dedup_key,
+            payload: serde_json::from_str(&r.payload)
+                .map_err(|e| corrupt("notification payload", e))?,
+            status: r
+                .status
+                .parse()
+                .map_err(|e| corrupt("notification status", e))?,
+            attempts: u32_col("notification attempts", r.attempts)?,
+            next_attempt_at: ts(r.next_attempt_at),
+            lease_until: r.lease_until.map(ts),
+            last_error: r.last_error,
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+            sent_at: r.sent_at.map(ts),
+        })
+    }
+}
+
+/// The bind values of a [`NotificationFilter`](crate::NotificationFilter),
+/// shared by the history page and its count.
+#[allow(missing_docs)]
+pub struct NotificationFilterParams<'a> {
+    pub channel: Option<&'static str>,
+    pub status: Option<&'static str>,
+    pub event: Option<&'static str>,
+    pub review_id: Option<&'a str>,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+impl<'a> From<&'a crate::NotificationFilter> for NotificationFilterParams<'a> {
+    fn from(f: &'a crate::NotificationFilter) -> Self {
+        NotificationFilterParams {
+            channel: f.channel.map(ai_review_domain::NotificationChannel::as_str),
+            status: f.status.map(ai_review_domain::NotificationStatus::as_str),
+            event: f.event.map(ai_review_domain::NotificationEvent::as_str),
+            review_id: f.review_id.as_ref().map(ReviewId::as_str),
+            start: f.start.map(Timestamp::as_millis),
+            end: f.end.map(Timestamp::as_millis),
+        }
+    }
+}
