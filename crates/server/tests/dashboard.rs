@@ -149,26 +149,9 @@ async fn login_sets_a_safe_cookie_and_logout_ends_the_session(backend: Backend) 
         Some(401)
     );
     // The session cookie's attributes.
-    let c = app.web_client();
-    let page = c
-        .get(format!("{}/login", app.url()))
-        .send()
-        .await
-        .expect("login");
-    let form_cookie = set_cookie(&page, "ai_review_form").expect("form cookie");
-    let token = form_value(&page.text().await.expect("html"), "_form").expect("token");
-    let r = c
-        .post(format!("{}/login", app.url()))
-        .header("cookie", &form_cookie)
-        .form(&[
-            ("_form", token.as_str()),
-            ("email", "admin@example.com"),
-            ("password", "password123"),
-            ("next", "//evil.example/x"),
-        ])
-        .send()
-        .await
-        .expect("login");
+    let r = app
+        .login_response("admin@example.com", "password123", "//evil.example/x")
+        .await;
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(r.headers()["location"], "/", "no open redirect");
     let header = set_cookie_header(&r, "ai_review_session").expect("session cookie");
@@ -1028,25 +1011,9 @@ async fn the_session_cookie_is_secure_and_strict_when_configured() {
         s.session.same_site_strict = true;
     })
     .await;
-    let c = app.web_client();
-    let page = c
-        .get(format!("{}/login", app.url()))
-        .send()
-        .await
-        .expect("login");
-    let form_cookie = set_cookie(&page, "ai_review_form").expect("form cookie");
-    let token = form_value(&page.text().await.expect("html"), "_form").expect("token");
-    let r = c
-        .post(format!("{}/login", app.url()))
-        .header("cookie", &form_cookie)
-        .form(&[
-            ("_form", token.as_str()),
-            ("email", "admin@example.com"),
-            ("password", "password123"),
-        ])
-        .send()
-        .await
-        .expect("login");
+    let r = app
+        .login_response("admin@example.com", "password123", "/")
+        .await;
     let header = set_cookie_header(&r, "ai_review_session").expect("session cookie");
     assert!(header.contains("; Secure"), "{header}");
     assert!(header.contains("SameSite=Strict"), "{header}");

@@ -61,8 +61,14 @@ impl TestApp {
             .unwrap_or_else(|status| panic!("login as {email} failed with {status}"))
     }
 
-    /// Logs in; `Err(status)` when the server refuses.
-    pub async fn try_login(&self, email: &str, password: &str) -> Result<WebSession, u16> {
+    /// Opens `/login` and submits it (form cookie and token included) with
+    /// `next`; the raw answer, for tests of its status and cookies.
+    pub async fn login_response(
+        &self,
+        email: &str,
+        password: &str,
+        next: &str,
+    ) -> reqwest::Response {
         let c = self.web_client();
         let page = c
             .get(format!("{}/login", self.url()))
@@ -73,18 +79,22 @@ impl TestApp {
         let form_cookie = set_cookie(&page, "ai_review_form").expect("form cookie");
         let html = page.text().await.expect("login page");
         let token = form_value(&html, "_form").expect("form token");
-        let resp = c
-            .post(format!("{}/login", self.url()))
+        c.post(format!("{}/login", self.url()))
             .header(COOKIE, form_cookie)
             .form(&[
                 ("_form", token.as_str()),
                 ("email", email),
                 ("password", password),
-                ("next", "/"),
+                ("next", next),
             ])
             .send()
             .await
-            .expect("POST /login");
+            .expect("POST /login")
+    }
+
+    /// Logs in; `Err(status)` when the server refuses.
+    pub async fn try_login(&self, email: &str, password: &str) -> Result<WebSession, u16> {
+        let resp = self.login_response(email, password, "/").await;
         if resp.status().as_u16() != 303 {
             return Err(resp.status().as_u16());
         }

@@ -1,6 +1,6 @@
 //! `/settings/ai`: model connections. The API key is write-only.
 
-use super::{Notice, checked, done, page as settings_page, text};
+use super::{Notice, checked, delete_button, done, page as settings_page, text};
 use crate::app::AppState;
 use crate::dashboard::layout::{csrf, select};
 use crate::dashboard::{NoFields, PageResult, Posted, Viewer};
@@ -36,9 +36,7 @@ pub async fn page(
                     td { (if c.api_key.is_some() { "set" } else { "none" }) }
                     td.num { (c.token_budget) }
                     td { @if viewer.can(Permission::ConfigDelete) {
-                        form.inline method="post" action={ "/settings/ai/" (c.id.as_str()) "/delete" } {
-                            (csrf(&viewer)) button.danger type="submit" aria-label={ "Delete " (c.name) } { "Delete" }
-                        }
+                        (delete_button(&viewer, &format!("/settings/ai/{}/delete", c.id.as_str()), &c.name))
                     } }
                 } } }
             }

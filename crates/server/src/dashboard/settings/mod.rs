@@ -83,6 +83,16 @@ pub fn done<T>(r: ApiResult<T>, path: &str, what: &str) -> PageResult<Response> 
     Ok(see_other(&format!("{path}?ok={what}")))
 }
 
+/// The small form that deletes one item (`action` is its delete route).
+pub fn delete_button(viewer: &Viewer, action: &str, name: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            (layout::csrf(viewer))
+            button.danger type="submit" aria-label={ "Delete " (name) } { "Delete" }
+        }
+    }
+}
+
 /// A checkbox's value (absent when unchecked).
 pub fn checked(v: Option<&String>) -> bool {
     v.is_some()

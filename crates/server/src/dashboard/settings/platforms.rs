@@ -1,7 +1,7 @@
 //! `/settings/platforms`: GitLab and GitHub connections. Tokens and
 //! secrets are write-only: the page says whether one is set, never what.
 
-use super::{Notice, checked, done, page as settings_page, text};
+use super::{Notice, checked, delete_button, done, page as settings_page, text};
 use crate::app::AppState;
 use crate::dashboard::layout::{badge, csrf, select};
 use crate::dashboard::{NoFields, PageResult, Posted, Viewer};
@@ -45,9 +45,7 @@ pub async fn page(
                     td { (set(p.access_token.as_ref())) } td { (set(p.webhook_secret.as_ref())) }
                     td { (badge(if p.enabled { "active" } else { "inactive" })) }
                     td { @if viewer.can(Permission::ConfigDelete) {
-                        form.inline method="post" action={ "/settings/platforms/" (p.id.as_str()) "/delete" } {
-                            (csrf(&viewer)) button.danger type="submit" aria-label={ "Delete " (p.name) } { "Delete" }
-                        }
+                        (delete_button(&viewer, &format!("/settings/platforms/{}/delete", p.id.as_str()), &p.name))
                     } }
                 } } }
             }

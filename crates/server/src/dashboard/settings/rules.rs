@@ -1,6 +1,6 @@
 //! `/settings/rules`: path-scoped review instructions.
 
-use super::{Notice, done, page as settings_page};
+use super::{Notice, delete_button, done, page as settings_page};
 use crate::app::AppState;
 use crate::dashboard::layout::{badge, csrf};
 use crate::dashboard::{NoFields, PageResult, Posted, Viewer};
@@ -30,9 +30,7 @@ pub async fn page(
                     td { (r.name) } td.mono { (r.paths.join(", ")) } td { (r.instructions) }
                     td { (badge(if r.enabled { "active" } else { "inactive" })) }
                     td { @if viewer.can(Permission::ConfigDelete) {
-                        form.inline method="post" action={ "/settings/rules/" (r.id.as_str()) "/delete" } {
-                            (csrf(&viewer)) button.danger type="submit" aria-label={ "Delete " (r.name) } { "Delete" }
-                        }
+                        (delete_button(&viewer, &format!("/settings/rules/{}/delete", r.id.as_str()), &r.name))
                     } }
                 } } }
             }

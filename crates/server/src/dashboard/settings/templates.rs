@@ -1,7 +1,7 @@
 //! `/settings/templates`: review templates (the instructions every review
 //! starts from).
 
-use super::{Notice, checked, done, page as settings_page};
+use super::{Notice, checked, delete_button, done, page as settings_page};
 use crate::app::AppState;
 use crate::dashboard::layout::csrf;
 use crate::dashboard::{NoFields, PageResult, Posted, Viewer};
@@ -30,9 +30,7 @@ pub async fn page(
                 h2 { (t.name) @if t.is_default { " " span.badge { "default" } } }
                 pre.mono { (t.content) }
                 @if viewer.can(Permission::ConfigDelete) {
-                    form.inline method="post" action={ "/settings/templates/" (t.id.as_str()) "/delete" } {
-                        (csrf(&viewer)) button.danger type="submit" aria-label={ "Delete " (t.name) } { "Delete" }
-                    }
+                    (delete_button(&viewer, &format!("/settings/templates/{}/delete", t.id.as_str()), &t.name))
                 }
             }
         }
