@@ -223,6 +223,8 @@ string_enum!(
         GithubPlatform => "platform_github",
         /// The global settings (one item).
         GlobalSettings => "global_settings",
+        /// The notification settings (one item).
+        NotificationConfig => "notification_config",
     }
 );
 

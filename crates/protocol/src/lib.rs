@@ -10,6 +10,7 @@ pub mod api;
 pub mod client;
 pub mod configs;
 pub mod envelope;
+pub mod notifications;
 pub mod projects;
 pub mod runner;
 

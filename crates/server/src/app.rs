@@ -213,6 +213,28 @@ pub fn router(state: AppState) -> Router {
                 .put(routes::projects::put_global)
                 .patch(routes::projects::put_global),
         )
+        .route(
+            "/api/notifications/config",
+            get(routes::notifications::get_config)
+                .put(routes::notifications::put_config)
+                .patch(routes::notifications::patch_config),
+        )
+        .route(
+            "/api/notifications/config/test-channel",
+            post(routes::notifications::test_channel),
+        )
+        .route(
+            "/api/notifications/history",
+            get(routes::notifications::history),
+        )
+        .route(
+            "/api/notifications/history/{id}",
+            get(routes::notifications::history_one),
+        )
+        .route(
+            "/api/notifications/stats",
+            get(routes::notifications::stats),
+        )
         .route("/api/webhook/gitlab", post(crate::webhooks::gitlab))
         .route("/api/webhook/github", post(crate::webhooks::github))
         .route("/api/webhook-events", get(crate::webhooks::events))

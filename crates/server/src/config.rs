@@ -107,6 +107,11 @@ pub struct ServerConfig {
     /// A dashboard session ends after this many hours without a request.
     #[arg(long, env = "AI_REVIEW_SESSION_IDLE_HOURS", default_value_t = 168)]
     pub session_idle_hours: u64,
+
+    /// How long one notification delivery may take before it counts as
+    /// failed (and is retried).
+    #[arg(long, env = "NOTIFY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub notify_timeout_ms: u64,
 }
 
 impl ServerConfig {
@@ -170,6 +175,7 @@ impl ServerConfig {
             ("TASK_UNCLAIMED_EXPIRY_MS", self.task_unclaimed_expiry_ms),
             ("REAPER_INTERVAL_MS", self.reaper_interval_ms),
             ("TASK_LOG_MAX_BYTES", self.task_log_max_bytes),
+            ("NOTIFY_TIMEOUT_MS", self.notify_timeout_ms),
         ] {
             if v == 0 {
                 problems.push(format!("{name} must be greater than 0"));
@@ -223,6 +229,7 @@ impl ServerConfig {
                 burst: self.rate_limit_burst.max(1),
             }),
             secrets: self.secret_box()?,
+            notify_timeout: Duration::from_millis(self.notify_timeout_ms),
             session: SessionSettings {
                 secure: cookie_secure.unwrap_or_else(|| {
                     self.public_url
@@ -310,6 +317,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Dashboard session cookie settings.
     pub session: SessionSettings,
+    /// Time allowed for one notification delivery.
+    pub notify_timeout: Duration,
 }
 
 /// How dashboard sessions and their cookie behave.
@@ -351,6 +360,7 @@ impl Default for Settings {
             }),
             secrets: SecretBox::new(&SecretKey::generate(), &[]),
             public_url: None,
+            notify_timeout: Duration::from_secs(10),
             session: SessionSettings {
                 secure: false,
                 same_site_strict: false,

@@ -7,6 +7,7 @@
 //! * [`error`]: the one error type handlers return, rendered as the API envelope.
 //! * [`routes`]: the handlers, one module per resource.
 //! * [`queue`]: long-poll wake-ups and the background reaper.
+//! * [`notify`]: notification settings, events and the delivery worker.
 //! * [`startup`]: opening the store and running (and stopping) the server.
 //! * [`clock`]: the time source (real, or manual in tests).
 //! * [`passwords`]: Argon2id password hashing.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod notify;
 pub mod passwords;
 pub mod pushback;
 pub mod queue;

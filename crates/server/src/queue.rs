@@ -62,10 +62,16 @@ pub async fn reap_once(state: &AppState) -> StoreResult<ReaperPass> {
     }
     for id in &report.failed {
         tracing::warn!(task.id = %id, "lease expired on the last attempt; task failed");
+        if let Some(task) = state.store.get_task(id).await? {
+            crate::notify::task_finished(state, &task).await;
+        }
     }
     let expired = state.store.expire_unclaimed(now).await?;
     for id in &expired {
         tracing::warn!(task.id = %id, "task expired unclaimed");
+        if let Some(task) = state.store.get_task(id).await? {
+            crate::notify::task_finished(state, &task).await;
+        }
     }
     let offline = state
         .store

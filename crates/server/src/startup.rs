@@ -87,8 +87,9 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Binds `settings.listen` and serves. With `background_reaper` false
-    /// neither the reaper nor the push-back worker runs by itself; call
-    /// [`crate::queue::reap_once`] and [`crate::pushback::run::push_once`]
+    /// neither the reaper nor the push-back and notification workers run by
+    /// themselves; call [`crate::queue::reap_once`],
+    /// [`crate::pushback::run::push_once`] and [`crate::notify::notify_once`]
     /// (tests).
     pub async fn start(
         settings: Settings,
@@ -115,9 +116,15 @@ impl RunningServer {
                 std::time::Duration::from_secs(1),
                 rx.clone(),
             ));
+            let notifier = tokio::spawn(crate::notify::run_notifier(
+                state.clone(),
+                std::time::Duration::from_secs(1),
+                rx.clone(),
+            ));
             let reaper = tokio::spawn(run_reaper(state.clone()));
             tokio::spawn(async move {
                 let _ = pusher.await;
+                let _ = notifier.await;
                 let _ = reaper.await;
             })
         });

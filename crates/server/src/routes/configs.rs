@@ -92,6 +92,7 @@ pub(crate) fn what(kind: ConfigKind) -> &'static str {
         ConfigKind::ReviewRule => "review rule",
         ConfigKind::GitlabPlatform | ConfigKind::GithubPlatform => "platform config",
         ConfigKind::GlobalSettings => "global settings",
+        ConfigKind::NotificationConfig => "notification settings",
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod configs;
 pub mod health;
 pub mod keys;
+pub mod notifications;
 pub mod platforms;
 pub mod projects;
 pub mod results;

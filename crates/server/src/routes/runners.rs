@@ -408,6 +408,9 @@ pub async fn result(
     if out.task.state == TaskState::Pending {
         state.wake.wake_all();
     }
+    if out.task.state.is_terminal() && !out.duplicate {
+        crate::notify::task_finished(&state, &out.task).await;
+    }
     if !out.duplicate {
         tracing::info!(
             task.id = %out.task.id,

@@ -1,0 +1,420 @@
+//! Notifications: the settings (secrets sealed at rest), the events a
+//! finished review raises, and the delivery worker.
+//!
+//! Delivery never blocks a review: finishing a task only inserts one row
+//! per event and channel into the store's notification queue (deduplicated
+//! by `review:<id>:<event>:<channel>`, so a repeated result or a second
+//! replica adds nothing). [`run_notifier`] claims due rows under a lease,
+//! sends each with a timeout, and records `sent`, or `pending` again with
+//! backoff (2 s, 8 s, 32 s, 128 s), or `failed` with the reason after the
+//! fifth try.
+//!
+//! Channels here: `slack`, `webhook`, `dingtalk`, `feishu`, `wechat`.
+//! `email` and `push` are refused in the settings until they are built.
+
+pub mod channels;
+
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::configs::{body as item_body, encode, save, write_item};
+use ai_review_domain::{
+    ConfigId, ConfigKind, NotificationChannel, NotificationEvent, NotificationId, TaskState,
+    Timestamp,
+};
+use ai_review_protocol::notifications::NotificationConfig;
+use ai_review_store::{NewNotification, NotificationOutcome, Review, Task};
+use channels::Target;
+use serde_json::json;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The value answered in place of a stored secret.
+pub const MASK: &str = "***";
+/// Tries before a delivery is `failed`.
+pub const MAX_TRIES: u32 = 5;
+/// Deliveries claimed per pass.
+const BATCH: u32 = 20;
+
+fn config_id() -> ConfigId {
+    // A fixed, valid UUID: there is exactly one notification settings document.
+    ConfigId::parse("00000000-0000-7000-8000-000000000002").unwrap_or_else(|_| ConfigId::generate())
+}
+
+/// Mutable references to the secret fields of a config.
+fn secrets_of(c: &mut NotificationConfig) -> [&mut Option<String>; 7] {
+    [
+        &mut c.slack_webhook_url,
+        &mut c.dingtalk_webhook_url,
+        &mut c.feishu_webhook_url,
+        &mut c.wechat_webhook_url,
+        &mut c.webhook_url,
+        &mut c.webhook_secret,
+        &mut c.smtp_password,
+    ]
+}
+
+/// The settings with secrets in clear (defaults when never saved).
+pub async fn load_config(state: &AppState) -> ApiResult<NotificationConfig> {
+    let Some(item) = state
+        .store
+        .get_config_item(ConfigKind::NotificationConfig, &config_id())
+        .await?
+    else {
+        return Ok(NotificationConfig::default());
+    };
+    let mut c: NotificationConfig = item_body(&item)?;
+    for s in secrets_of(&mut c) {
+        if let Some(sealed) = s.as_deref() {
+            let open = state
+                .settings
+                .secrets
+                .open(sealed)
+                .map_err(|e| ApiError::internal(&e))?;
+            *s = Some(open.expose().to_owned());
+        }
+    }
+    Ok(c)
+}
+
+/// The settings as answered: secrets masked.
+pub fn masked(mut c: NotificationConfig) -> NotificationConfig {
+    for s in secrets_of(&mut c) {
+        if s.is_some() {
+            *s = Some(MASK.to_owned());
+        }
+    }
+    c
+}
+
+/// Validates `new` (with `***` meaning "keep" from `current`) and stores
+/// it with its secrets sealed. Returns the settings in clear.
+pub async fn save_config(
+    state: &AppState,
+    current: &NotificationConfig,
+    mut new: NotificationConfig,
+) -> ApiResult<NotificationConfig> {
+    let mut old = current.clone();
+    for (n, o) in secrets_of(&mut new).into_iter().zip(secrets_of(&mut old)) {
+        match n.as_deref().map(str::trim) {
+            Some(MASK) => *n = o.clone(),
+            Some("") => *n = None,
+            _ => {}
+        }
+    }
+    validate(&new)?;
+    let mut stored = new.clone();
+    for s in secrets_of(&mut stored) {
+        if let Some(plain) = s.as_deref() {
+            *s = Some(state.settings.secrets.seal(plain));
+        }
+    }
+    let now = state.clock.now();
+    let exists = state
+        .store
+        .get_config_item(ConfigKind::NotificationConfig, &config_id())
+        .await?
+        .is_some();
+    let item = write_item(
+        ConfigKind::NotificationConfig,
+        config_id(),
+        "notifications".into(),
+        false,
+        encode(&stored)?,
+        now,
+    );
+    match save(state, item.clone(), !exists).await {
+        // Two first saves raced: the other created it, so update.
+        Err(e) if !exists && e.status == axum::http::StatusCode::CONFLICT => {
+            save(state, item, false).await?;
+        }
+        other => {
+            other?;
+        }
+    }
+    Ok(new)
+}
+
+fn check_url(name: &str, v: Option<&String>) -> ApiResult<()> {
+    let Some(u) = v else {
+        return Err(ApiError::bad_request(format!(
+            "{name} is required for the channel you enabled"
+        )));
+    };
+    let parsed = url::Url::parse(u)
+        .map_err(|e| ApiError::bad_request(format!("{name} is not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ApiError::bad_request(format!(
+            "{name} must be an http:// or https:// URL"
+        )));
+    }
+    Ok(())
+}
+
+fn validate(c: &NotificationConfig) -> ApiResult<()> {
+    if !(1..=5).contains(&c.rating_low_threshold) {
+        return Err(ApiError::bad_request("ratingLowThreshold must be 1-5"));
+    }
+    for ch in &c.channels {
+        match ch {
+            NotificationChannel::Slack => {
+                check_url("slackWebhookUrl", c.slack_webhook_url.as_ref())?
+            }
+            NotificationChannel::Dingtalk => {
+                check_url("dingtalkWebhookUrl", c.dingtalk_webhook_url.as_ref())?;
+            }
+            NotificationChannel::Feishu => {
+                check_url("feishuWebhookUrl", c.feishu_webhook_url.as_ref())?
+            }
+            NotificationChannel::Wechat => {
+                check_url("wechatWebhookUrl", c.wechat_webhook_url.as_ref())?
+            }
+            NotificationChannel::Webhook => check_url("webhookUrl", c.webhook_url.as_ref())?,
+            NotificationChannel::Email | NotificationChannel::Push => {
+                return Err(ApiError::bad_request(format!(
+                    "the {ch} channel is not available in this version yet; use slack, webhook, dingtalk, feishu or wechat"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The delivery target of `channel` under `c`, if it is enabled and set.
+pub fn target(c: &NotificationConfig, channel: NotificationChannel) -> Option<Target> {
+    if !c.channels.contains(&channel) {
+        return None;
+    }
+    match channel {
+        NotificationChannel::Slack => c.slack_webhook_url.clone().map(Target::Slack),
+        NotificationChannel::Dingtalk => c.dingtalk_webhook_url.clone().map(Target::DingTalk),
+        NotificationChannel::Feishu => c.feishu_webhook_url.clone().map(Target::Feishu),
+        NotificationChannel::Wechat => c.wechat_webhook_url.clone().map(Target::WeChat),
+        NotificationChannel::Webhook => c.webhook_url.clone().map(|url| Target::Webhook {
+            url,
+            secret: c.webhook_secret.clone(),
+        }),
+        NotificationChannel::Email | NotificationChannel::Push => None,
+    }
+}
+
+/// The events a finished task raises under `c`.
+pub fn events_for(c: &NotificationConfig, task: &Task) -> Vec<NotificationEvent> {
+    let rating = task.result.as_ref().and_then(|r| r["rating"].as_u64());
+    let mut out = Vec::new();
+    match task.state {
+        TaskState::Completed => {
+            out.push(NotificationEvent::ReviewCompleted);
+            if rating.is_some_and(|r| r <= u64::from(c.rating_low_threshold)) {
+                out.push(NotificationEvent::RatingLow);
+            }
+        }
+        TaskState::Failed | TaskState::Expired => out.push(NotificationEvent::ReviewFailed),
+        _ => {}
+    }
+    out.retain(|e| c.events.contains(e));
+    out
+}
+
+/// What a review event carries (channel-independent).
+pub fn payload(state: &AppState, review: &Review, task: &Task) -> serde_json::Value {
+    let result = task
+        .result
+        .as_ref()
+        .filter(|_| task.state == TaskState::Completed);
+    let count = |sev: &str| {
+        result
+            .and_then(|r| r["findings"].as_array())
+            .map_or(0, |f| f.iter().filter(|x| x["severity"] == sev).count())
+    };
+    let summary: Option<String> = result
+        .and_then(|r| r["summary"].as_str())
+        .map(|s| s.chars().take(500).collect());
+    json!({
+        "reviewId": review.id.as_str(),
+        "title": review.title,
+        "repoUrl": review.repo_url.as_str(),
+        "headSha": review.head_sha.as_str(),
+        "changeNumber": review.change.as_ref().map(|c| c.number),
+        "roundNumber": review.round_number,
+        "status": task.state.as_str(),
+        "rating": result.and_then(|r| r["rating"].as_u64()),
+        "findings": result.map(|_| json!({"error": count("error"), "warning": count("warning"), "info": count("info")})),
+        "summary": summary,
+        "failureReason": task.failure_reason,
+        "link": state.settings.public_url.as_ref().map(|u| format!("{u}/reviews/{}", review.id.as_str())),
+    })
+}
+
+/// Queues the notifications a finished task raises. Never fails the
+/// caller: problems are logged (the review's result is already stored).
+pub async fn task_finished(state: &AppState, task: &Task) {
+    if let Err(e) = enqueue_for(state, task).await {
+        tracing::warn!(task.id = %task.id, error = ?e.detail, "could not queue notifications");
+    }
+}
+
+async fn enqueue_for(state: &AppState, task: &Task) -> ApiResult<()> {
+    let c = load_config(state).await?;
+    let events = events_for(&c, task);
+    if events.is_empty() || c.channels.is_empty() {
+        return Ok(());
+    }
+    let Some(review) = state.store.get_review(&task.review_id).await? else {
+        return Ok(());
+    };
+    let payload = payload(state, &review, task);
+    let now = state.clock.now();
+    let mut items = Vec::new();
+    for e in &events {
+        for ch in &c.channels {
+            if target(&c, *ch).is_none() {
+                continue;
+            }
+            items.push(NewNotification {
+                id: NotificationId::generate(),
+                event: *e,
+                channel: *ch,
+                review_id: Some(review.id.clone()),
+                dedup_key: format!(
+                    "review:{}:{}:{}",
+                    review.id.as_str(),
+                    e.as_str(),
+                    ch.as_str()
+                ),
+                payload: payload.clone(),
+                now,
+            });
+        }
+    }
+    let queued = state.store.enqueue_notifications(items).await?;
+    if !queued.is_empty() {
+        tracing::info!(review.id = %review.id, count = queued.len(), "notifications queued");
+    }
+    Ok(())
+}
+
+/// Delay before try `n + 1` after try `n` failed: 2 s, 8 s, 32 s, 128 s.
+pub fn backoff(tries: u32) -> Duration {
+    Duration::from_secs(2 * 4u64.pow(tries.saturating_sub(1).min(4)))
+}
+
+/// One delivery pass: claims due notifications and sends them
+/// concurrently; returns how many were tried.
+pub async fn notify_once(state: &AppState) -> ApiResult<usize> {
+    let now = state.clock.now();
+    let timeout = state.settings.notify_timeout;
+    let lease = now.plus_millis(crate::config::millis(timeout) * 2 + 5_000);
+    let due = state.store.claim_notifications(now, lease, BATCH).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let config = load_config(state).await?;
+    let n = due.len();
+    let sends = due.into_iter().map(|d| {
+        let config = &config;
+        async move {
+            let result = match target(config, d.channel) {
+                Some(t) => {
+                    channels::send(&state.forge_http, &t, d.event, &d.payload, now, timeout).await
+                }
+                None => Err(format!(
+                    "the {} channel is no longer configured",
+                    d.channel
+                )),
+            };
+            let at = state.clock.now();
+            let outcome = match result {
+                Ok(()) => NotificationOutcome::Sent,
+                Err(error) if d.attempts < MAX_TRIES => NotificationOutcome::Retry {
+                    at: at.plus_millis(crate::config::millis(backoff(d.attempts))),
+                    error,
+                },
+                Err(error) => NotificationOutcome::Failed { error },
+            };
+            match &outcome {
+                NotificationOutcome::Sent => {
+                    tracing::info!(notification.id = %d.id, channel = %d.channel, "notification sent");
+                }
+                NotificationOutcome::Retry { error, .. } | NotificationOutcome::Failed { error } => {
+                    tracing::warn!(notification.id = %d.id, channel = %d.channel, tries = d.attempts, %error, "notification not delivered");
+                }
+            }
+            if let Err(e) = state.store.finish_notification(&d.id, outcome, at).await {
+                tracing::warn!(notification.id = %d.id, error = %e, "could not record a delivery");
+            }
+        }
+    });
+    futures::future::join_all(sends).await;
+    Ok(n)
+}
+
+/// Runs [`notify_once`] every `interval` until shutdown.
+pub async fn run_notifier(
+    state: AppState,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match notify_once(&state).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e.detail, "notification pass failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Sends a test message through `channel` at once (not queued).
+pub async fn test_channel(
+    state: &AppState,
+    channel: NotificationChannel,
+) -> ApiResult<Result<(), String>> {
+    let c = load_config(state).await?;
+    let Some(t) = target(&c, channel) else {
+        return Err(ApiError::bad_request(format!(
+            "the {channel} channel is not enabled or has no URL in the notification settings"
+        )));
+    };
+    let payload = json!({
+        "title": "Test message from ai-review",
+        "summary": "If you can read this, the channel works.",
+        "link": state.settings.public_url,
+    });
+    let now: Timestamp = state.clock.now();
+    Ok(channels::send(
+        &state.forge_http,
+        &t,
+        NotificationEvent::ReviewCompleted,
+        &payload,
+        now,
+        state.settings.notify_timeout,
+    )
+    .await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_by_four() {
+        let s: Vec<u64> = (1..=5).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(s, [2, 8, 32, 128, 512]);
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let c = NotificationConfig {
+            slack_webhook_url: Some("https://hooks.slack.com/services/T/B/secret".into()),
+            webhook_secret: Some("s".into()),
+            ..NotificationConfig::default()
+        };
+        let m = masked(c);
+        assert_eq!(m.slack_webhook_url.as_deref(), Some(MASK));
+        assert_eq!(m.webhook_secret.as_deref(), Some(MASK));
+        assert_eq!(m.webhook_url, None);
+    }
+}
