@@ -45,6 +45,9 @@ pub struct NotificationConfig {
     pub email_recipients: Vec<String>,
     /// A completed review rated at or below this sends `rating_low` (1-5).
     pub rating_low_threshold: u8,
+    /// Hour of the day (UTC, 0-23) from which the daily summary of the day
+    /// before, and on Mondays the weekly summary of the week before, is sent.
+    pub summary_hour_utc: u8,
 }
 
 impl Default for NotificationConfig {
@@ -66,6 +69,7 @@ impl Default for NotificationConfig {
             smtp_from: None,
             email_recipients: Vec::new(),
             rating_low_threshold: 2,
+            summary_hour_utc: 9,
         }
     }
 }

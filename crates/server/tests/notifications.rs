@@ -166,7 +166,8 @@ async fn every_channel_gets_its_platforms_format_once_per_event(backend: Backend
             "dingtalkWebhookUrl": format!("{url}/ok/ding"),
             "feishuWebhookUrl": format!("{url}/ok/feishu"),
             "wechatWebhookUrl": format!("{url}/ok/wechat"),
-            "ratingLowThreshold": 2
+            "ratingLowThreshold": 2,
+            "events": ["review_completed", "review_failed", "rating_low"]
         }),
     )
     .await
@@ -473,4 +474,88 @@ async fn settings_mask_and_seal_secrets_and_refuse_what_cannot_work(backend: Bac
     app.get("/api/notifications/history?status=nope", &viewer.bearer())
         .await
         .expect_error(400, "BAD_REQUEST");
+}
+
+/// Two server processes' states on one PostgreSQL, each running its own
+/// delivery passes at the same moment: each summary is queued and sent
+/// once per period and channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_fire_once_per_period_with_two_servers_on_one_postgres() {
+    use ai_review_domain::Timestamp;
+    use ai_review_server::clock::ManualClock;
+    use ai_review_server::config::Settings;
+    use ai_review_server::{RunningServer, open_store};
+    ai_review_protocol::client::ensure_crypto_provider();
+    let url = ai_review_pg_testing::fresh_database_url().await;
+    // 2026-11-23 is a Monday: the daily and the weekly summary are due.
+    let monday = Timestamp::parse("2026-11-23T10:00:00Z").expect("ts");
+    let settings = Settings {
+        rate_limit: None,
+        ..Settings::default()
+    };
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let store = open_store(&url).await.expect("store");
+        let clock = Arc::new(ManualClock::new(monday));
+        servers.push(
+            RunningServer::start(settings.clone(), store, clock, false)
+                .await
+                .expect("server"),
+        );
+    }
+    let (recv, seen) = receiver().await;
+    let a = &servers[0].state;
+    let config = ai_review_protocol::notifications::NotificationConfig {
+        channels: vec![
+            ai_review_domain::NotificationChannel::Slack,
+            ai_review_domain::NotificationChannel::Webhook,
+        ],
+        slack_webhook_url: Some(format!("{recv}/ok/slack")),
+        webhook_url: Some(format!("{recv}/ok/hook")),
+        ..Default::default()
+    };
+    ai_review_server::notify::save_config(a, &Default::default(), config)
+        .await
+        .expect("save");
+    for _ in 0..3 {
+        let (x, y) = tokio::join!(
+            notify_once(&servers[0].state),
+            notify_once(&servers[1].state)
+        );
+        x.expect("pass a");
+        y.expect("pass b");
+    }
+    let seen = seen.lock().expect("lock").clone();
+    let mut events: Vec<(String, String)> = seen
+        .iter()
+        .map(|(name, headers, _)| {
+            (
+                name.clone(),
+                headers["x-ai-review-event"]
+                    .to_str()
+                    .expect("event")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            ("hook".to_owned(), "daily_summary".to_owned()),
+            ("hook".to_owned(), "weekly_summary".to_owned()),
+            ("slack".to_owned(), "daily_summary".to_owned()),
+            ("slack".to_owned(), "weekly_summary".to_owned()),
+        ],
+        "each summary once per channel"
+    );
+    let hook = seen
+        .iter()
+        .find(|(n, h, _)| n == "hook" && h["x-ai-review-event"] == "daily_summary")
+        .expect("daily");
+    let v: Value = serde_json::from_slice(&hook.2).expect("json");
+    assert_eq!(v["review"]["title"], "Daily summary for 2026-11-22");
+    for s in servers {
+        s.stop().await.expect("stop");
+    }
 }

@@ -7,7 +7,8 @@
 //! replica adds nothing). [`run_notifier`] claims due rows under a lease,
 //! sends each with a timeout, and records `sent`, or `pending` again with
 //! backoff (2 s, 8 s, 32 s, 128 s), or `failed` with the reason after the
-//! fifth try.
+//! fifth try. The same pass queues the daily and weekly summaries once
+//! their period is over (once per period and channel across replicas).
 //!
 //! Channels here: `slack`, `webhook`, `dingtalk`, `feishu`, `wechat`.
 //! `email` and `push` are refused in the settings until they are built.
@@ -154,6 +155,9 @@ fn validate(c: &NotificationConfig) -> ApiResult<()> {
     if !(1..=5).contains(&c.rating_low_threshold) {
         return Err(ApiError::bad_request("ratingLowThreshold must be 1-5"));
     }
+    if c.summary_hour_utc > 23 {
+        return Err(ApiError::bad_request("summaryHourUtc must be 0-23"));
+    }
     for ch in &c.channels {
         match ch {
             NotificationChannel::Slack => {
@@ -298,9 +302,144 @@ pub fn backoff(tries: u32) -> Duration {
     Duration::from_secs(2 * 4u64.pow(tries.saturating_sub(1).min(4)))
 }
 
-/// One delivery pass: claims due notifications and sends them
-/// concurrently; returns how many were tried.
+const DAY_MS: i64 = 86_400_000;
+
+/// A summary period due at `now`: its event, dedup label, and
+/// `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    /// `daily_summary` or `weekly_summary`.
+    pub event: NotificationEvent,
+    /// `2026-11-23` or `week-of-2026-11-16`.
+    pub label: String,
+    /// First instant.
+    pub start: Timestamp,
+    /// First instant after.
+    pub end: Timestamp,
+}
+
+fn day_label(t: Timestamp) -> String {
+    chrono::DateTime::from_timestamp_millis(t.as_millis())
+        .map_or_else(String::new, |d| d.format("%Y-%m-%d").to_string())
+}
+
+/// The summaries due at `now` under `c`: from `summary_hour_utc` on, the
+/// day before; on Mondays also the week before (Monday to Monday, UTC).
+pub fn due_periods(c: &NotificationConfig, now: Timestamp) -> Vec<Period> {
+    let ms = now.as_millis();
+    let midnight = ms - ms.rem_euclid(DAY_MS);
+    if ms - midnight < i64::from(c.summary_hour_utc) * 3_600_000 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if c.events.contains(&NotificationEvent::DailySummary) {
+        let start = Timestamp::from_millis(midnight - DAY_MS);
+        out.push(Period {
+            event: NotificationEvent::DailySummary,
+            label: day_label(start),
+            start,
+            end: Timestamp::from_millis(midnight),
+        });
+    }
+    // 1970-01-01 was a Thursday: day number 4 (mod 7) is a Monday.
+    let is_monday = (midnight / DAY_MS).rem_euclid(7) == 4;
+    if is_monday && c.events.contains(&NotificationEvent::WeeklySummary) {
+        let start = Timestamp::from_millis(midnight - 7 * DAY_MS);
+        out.push(Period {
+            event: NotificationEvent::WeeklySummary,
+            label: format!("week-of-{}", day_label(start)),
+            start,
+            end: Timestamp::from_millis(midnight),
+        });
+    }
+    out
+}
+
+/// Queues the summaries due now on every configured channel. Each is
+/// keyed `<event>:<period>:<channel>`, so however many replicas run this,
+/// a period's summary is queued once per channel (the store's unique key
+/// decides).
+pub async fn schedule_summaries(state: &AppState, c: &NotificationConfig) -> ApiResult<usize> {
+    let now = state.clock.now();
+    let periods = due_periods(c, now);
+    let channels: Vec<NotificationChannel> = c
+        .channels
+        .iter()
+        .copied()
+        .filter(|ch| target(c, *ch).is_some())
+        .collect();
+    if periods.is_empty() || channels.is_empty() {
+        return Ok(0);
+    }
+    let mut items = Vec::new();
+    for p in periods {
+        // Cheap check first: once this period's summaries are queued (by
+        // this replica or another), skip reading a day's or week's tasks on
+        // every pass.
+        let (_, already) = state
+            .store
+            .list_notifications(&ai_review_store::NotificationFilter {
+                event: Some(p.event),
+                start: Some(p.end),
+                limit: 0,
+                ..Default::default()
+            })
+            .await?;
+        if already >= channels.len() as u64 {
+            continue;
+        }
+        let timings = state.store.task_timings(p.start, 100_000).await?;
+        let in_period: Vec<_> = timings.iter().filter(|t| t.created_at < p.end).collect();
+        let count = |s: TaskState| in_period.iter().filter(|t| t.state == s).count();
+        let (completed, failed) = (
+            count(TaskState::Completed),
+            count(TaskState::Failed) + count(TaskState::Expired),
+        );
+        let what = if p.event == NotificationEvent::DailySummary {
+            format!("Daily summary for {}", p.label)
+        } else {
+            format!(
+                "Weekly summary, {}",
+                p.label.replace("week-of-", "week of ")
+            )
+        };
+        let payload = json!({
+            "title": what,
+            "summary": format!(
+                "{} reviews queued: {completed} completed, {failed} failed, {} other.",
+                in_period.len(),
+                in_period.len() - completed - failed
+            ),
+            "period": { "start": p.start, "end": p.end },
+            "reviews": in_period.len(),
+            "completed": completed,
+            "failed": failed,
+            "link": state.settings.public_url.as_ref().map(|u| format!("{u}/reviews?startDate={}&endDate={}", day_label(p.start), day_label(p.end))),
+        });
+        for ch in &channels {
+            items.push(NewNotification {
+                id: NotificationId::generate(),
+                event: p.event,
+                channel: *ch,
+                review_id: None,
+                dedup_key: format!("{}:{}:{}", p.event.as_str(), p.label, ch.as_str()),
+                payload: payload.clone(),
+                now,
+            });
+        }
+    }
+    let queued = state.store.enqueue_notifications(items).await?;
+    if !queued.is_empty() {
+        tracing::info!(count = queued.len(), "summaries queued");
+    }
+    Ok(queued.len())
+}
+
+/// One delivery pass: queues due summaries, claims due notifications and
+/// sends them concurrently; returns how many were tried.
 pub async fn notify_once(state: &AppState) -> ApiResult<usize> {
+    let config = load_config(state).await?;
+    schedule_summaries(state, &config).await?;
     let now = state.clock.now();
     let timeout = state.settings.notify_timeout;
     let lease = now.plus_millis(crate::config::millis(timeout) * 2 + 5_000);
@@ -308,7 +447,6 @@ pub async fn notify_once(state: &AppState) -> ApiResult<usize> {
     if due.is_empty() {
         return Ok(0);
     }
-    let config = load_config(state).await?;
     let n = due.len();
     let sends = due.into_iter().map(|d| {
         let config = &config;
@@ -398,6 +536,35 @@ pub async fn test_channel(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_are_due_after_the_hour_and_weekly_on_mondays() {
+        let c = NotificationConfig::default();
+        // 2026-11-23 is a Monday.
+        let monday_8 = Timestamp::parse("2026-11-23T08:59:00Z").expect("ts");
+        assert!(
+            due_periods(&c, monday_8).is_empty(),
+            "before the summary hour"
+        );
+        let monday_9 = Timestamp::parse("2026-11-23T09:00:00Z").expect("ts");
+        let p = due_periods(&c, monday_9);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].label, "2026-11-22");
+        assert_eq!(
+            p[0].end,
+            Timestamp::parse("2026-11-23T00:00:00Z").expect("ts")
+        );
+        assert_eq!(p[1].label, "week-of-2026-11-16");
+        let tuesday = Timestamp::parse("2026-11-24T12:00:00Z").expect("ts");
+        let p = due_periods(&c, tuesday);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].label, "2026-11-23");
+        let off = NotificationConfig {
+            events: vec![NotificationEvent::ReviewCompleted],
+            ..NotificationConfig::default()
+        };
+        assert!(due_periods(&off, monday_9).is_empty());
+    }
 
     #[test]
     fn backoff_grows_by_four() {
