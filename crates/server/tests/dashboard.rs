@@ -39,6 +39,7 @@ const PAGES: &[&str] = &[
     "/settings/ai",
     "/settings/templates",
     "/settings/rules",
+    "/settings/notifications",
 ];
 
 /// Every state-changing form of the dashboard.
@@ -61,6 +62,8 @@ const FORMS: &[&str] = &[
     "/settings/templates/{config}/delete",
     "/settings/rules",
     "/settings/rules/{config}/delete",
+    "/settings/notifications",
+    "/settings/notifications/test",
 ];
 
 fn fill(path: &str, ids: &[(&str, String)]) -> String {
@@ -310,6 +313,7 @@ async fn a_viewer_without_permission_cannot_change_settings(backend: Backend) {
     let s = app.login("viewer@example.com", "password123").await;
     // Reading works; forms to change are not offered.
     for p in [
+        "/settings/notifications",
         "/settings/ai",
         "/settings/platforms",
         "/settings/templates",

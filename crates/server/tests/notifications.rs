@@ -559,3 +559,110 @@ async fn summaries_fire_once_per_period_with_two_servers_on_one_postgres() {
         s.stop().await.expect("stop");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_page_saves_keeps_secrets_and_sends_a_test() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (url, seen) = receiver().await;
+    let s = app.login("admin@example.com", "password123").await;
+    let hook = format!("{url}/ok/hook");
+    let r = app
+        .submit(
+            &s,
+            "/settings/notifications",
+            &[
+                ("channels", "webhook"),
+                ("webhookUrl", &hook),
+                ("webhookSecret", "FORM-SECRET"),
+                ("events", "review_completed"),
+                ("ratingLowThreshold", "3"),
+                ("summaryHourUtc", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let html = app
+        .page(Some(&s.cookie), "/settings/notifications")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        !html.contains("FORM-SECRET") && !html.contains(&hook),
+        "secrets are not rendered"
+    );
+    assert!(html.contains("set; blank keeps it"));
+    // Saving again with blank secret fields keeps them.
+    let r = app
+        .submit(
+            &s,
+            "/settings/notifications",
+            &[
+                ("channels", "webhook"),
+                ("events", "review_completed"),
+                ("ratingLowThreshold", "4"),
+                ("summaryHourUtc", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let r = app
+        .submit(
+            &s,
+            "/settings/notifications/test",
+            &[("channel", "webhook")],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303, "the test message was delivered");
+    let (_, headers, body) = seen
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("test message");
+    assert_eq!(
+        headers["x-ai-review-signature"].to_str().expect("sig"),
+        ai_review_server::notify::channels::signature("FORM-SECRET", &body)
+    );
+    let got = app
+        .get("/api/notifications/config", &app.admin.bearer())
+        .await
+        .expect(200);
+    assert_eq!(got.data()["ratingLowThreshold"], 4);
+    assert_eq!(got.data()["webhookUrl"], "***");
+    // A receiver that refuses makes the test fail with the reason.
+    put_config(
+        &app,
+        &app.admin.bearer(),
+        &json!({"channels": ["webhook"], "webhookUrl": format!("{url}/fail")}),
+    )
+    .await
+    .expect(200);
+    let r = app
+        .submit(
+            &s,
+            "/settings/notifications/test",
+            &[("channel", "webhook")],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 502);
+    assert!(r.text().await.expect("html").contains("HTTP 500"));
+    // A viewer reads but gets no form.
+    app.user("nv@example.com", Role::User, &[]).await;
+    let v = app.login("nv@example.com", "password123").await;
+    let html = app
+        .page(Some(&v.cookie), "/settings/notifications")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(!html.contains("method=\"post\" action=\"/settings/notifications\""));
+    let r = app
+        .submit(
+            &v,
+            "/settings/notifications",
+            &[("ratingLowThreshold", "2"), ("summaryHourUtc", "9")],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 403);
+}

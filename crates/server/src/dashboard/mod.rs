@@ -100,6 +100,14 @@ pub fn router() -> Router<AppState> {
             get(settings::rules::page).post(settings::rules::create),
         )
         .route("/settings/rules/{id}/delete", post(settings::rules::delete))
+        .route(
+            "/settings/notifications",
+            get(settings::notifications::page).post(settings::notifications::save),
+        )
+        .route(
+            "/settings/notifications/test",
+            post(settings::notifications::test),
+        )
 }
 
 /// A logged-in dashboard user (session cookie only: API keys do not open

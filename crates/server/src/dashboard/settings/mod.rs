@@ -5,6 +5,7 @@
 
 pub mod ai;
 pub mod keys;
+pub mod notifications;
 pub mod platforms;
 pub mod projects;
 pub mod rules;
@@ -18,13 +19,14 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-const PAGES: [(&str, &str); 7] = [
+const PAGES: [(&str, &str); 8] = [
     ("/settings/api-keys", "API keys"),
     ("/settings/platforms", "Platforms"),
     ("/settings/projects", "Projects"),
     ("/settings/ai", "AI configs"),
     ("/settings/templates", "Templates"),
     ("/settings/rules", "Rules"),
+    ("/settings/notifications", "Notifications"),
     ("/settings/users", "Users"),
 ];
 
@@ -48,6 +50,7 @@ impl Notice {
             "deleted" => "Deleted.",
             "revoked" => "Revoked: requests with this key now get 401.",
             "synced" => "Projects synchronised.",
+            "tested" => "Test message delivered.",
             _ => return None,
         })
     }
