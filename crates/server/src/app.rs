@@ -334,9 +334,10 @@ async fn plain_errors_to_envelope(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// The peer's address (0.0.0.0 when unknown, e.g. in router-only tests).
-pub fn peer_ip(req: &Request) -> std::net::IpAddr {
-    req.extensions()
+/// The peer's address from a request's extensions (0.0.0.0 when unknown,
+/// e.g. in router-only tests).
+pub fn peer_ip_of(extensions: &http::Extensions) -> std::net::IpAddr {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
 }
@@ -365,7 +366,7 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
         .filter(|raw| ai_review_domain::ApiKeySecret::parse(raw).is_ok());
     let key = match credential {
         Some(raw) => ClientKey::credential(raw),
-        None => ClientKey::Ip(peer_ip(&req)),
+        None => ClientKey::Ip(peer_ip_of(req.extensions())),
     };
     match limiter.check(&key) {
         Ok(()) => next.run(req).await,

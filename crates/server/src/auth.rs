@@ -169,17 +169,22 @@ pub fn is_safe_method(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The session token from the `Cookie` header(s), if one is there and well
-/// formed.
-pub fn session_cookie(headers: &HeaderMap) -> Option<SessionSecret> {
+/// The value of cookie `name` in the `Cookie` header(s), if present.
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .and_then(|(_, value)| SessionSecret::parse(value.trim()).ok())
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim())
+}
+
+/// The session token from the `Cookie` header(s), if one is there and well
+/// formed.
+pub fn session_cookie(headers: &HeaderMap) -> Option<SessionSecret> {
+    cookie_value(headers, SESSION_COOKIE).and_then(|v| SessionSecret::parse(v).ok())
 }
 
 /// The live session for `secret` and its user, sliding its expiry forward

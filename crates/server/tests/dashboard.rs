@@ -121,7 +121,7 @@ async fn every_page_redirects_to_login_when_logged_out(backend: Backend) {
     let a = app.get("/api/queuedash", &Principal::Anonymous).await;
     a.expect_error(401, "UNAUTHORIZED");
     // Assets are public (the login page needs them) and embedded.
-    let html = app.page(None, "/login").await.text().await.expect("login");
+    let html = app.page_html(None, "/login").await;
     let css = html
         .split("href=\"")
         .nth(1)
@@ -431,12 +431,7 @@ async fn a_created_key_is_shown_once_and_works(backend: Backend) {
         .await
         .expect(200);
     assert_eq!(me.data()["email"], "admin@example.com");
-    let again = app
-        .page(Some(&s.cookie), "/settings/api-keys")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let again = app.page_html(Some(&s.cookie), "/settings/api-keys").await;
     assert!(again.contains("ci runner"));
     assert!(!again.contains(&key), "the key is never shown again");
     assert!(again.contains(&key[..10]), "its prefix identifies it");
@@ -490,12 +485,7 @@ async fn queue_view_lists_tasks_and_retries_failures(backend: Backend) {
     assert!(d["oldestPendingAgeMs"].as_i64().is_some());
     // Cancel through the queue page, then retry the cancelled review.
     let s = app.login("rita@example.com", "password123").await;
-    let html = app
-        .page(Some(&s.cookie), "/queue")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let html = app.page_html(Some(&s.cookie), "/queue").await;
     assert!(html.contains(&format!("/queue/tasks/{}/cancel", first.task.id.as_str())));
     assert!(
         !html.contains(&format!("/queue/tasks/{}/cancel", second.task.id.as_str())),
@@ -577,11 +567,8 @@ async fn queue_view_lists_tasks_and_retries_failures(backend: Backend) {
         a.error_detail()
     );
     let html = app
-        .page(Some(&s.cookie), &format!("/reviews/{}", third.id.as_str()))
-        .await
-        .text()
-        .await
-        .expect("html");
+        .page_html(Some(&s.cookie), &format!("/reviews/{}", third.id.as_str()))
+        .await;
     assert!(
         html.contains(&format!("/reviews/{new_id}")),
         "the old review links to its retry"
@@ -732,12 +719,7 @@ async fn settings_forms_create_and_delete_through_the_api(backend: Backend) {
         )
         .await;
     assert_eq!(r.status().as_u16(), 303);
-    let html = app
-        .page(Some(&s.cookie), "/settings/ai")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let html = app.page_html(Some(&s.cookie), "/settings/ai").await;
     assert!(html.contains("gpt-x"));
     assert!(
         !html.contains("sk-dashboard-SECRET-123"),
@@ -757,12 +739,7 @@ async fn settings_forms_create_and_delete_through_the_api(backend: Backend) {
         )
         .await;
     assert_eq!(r.status().as_u16(), 303);
-    let html = app
-        .page(Some(&s.cookie), "/settings/platforms")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let html = app.page_html(Some(&s.cookie), "/settings/platforms").await;
     assert!(html.contains("gl") && !html.contains("glpat-SECRET") && !html.contains("hook-SECRET"));
     let r = app
         .submit(
@@ -831,11 +808,8 @@ async fn review_pages_show_findings_context_and_log(backend: Backend) {
     let task = app.claim(&runner).await.expect("claim");
     let s = app.login("admin@example.com", "password123").await;
     let html = app
-        .page(Some(&s.cookie), &format!("/reviews/{}", review.id.as_str()))
-        .await
-        .text()
-        .await
-        .expect("html");
+        .page_html(Some(&s.cookie), &format!("/reviews/{}", review.id.as_str()))
+        .await;
     assert!(
         html.contains("data-live=\"/reviews/"),
         "a running review streams"
@@ -881,11 +855,8 @@ async fn review_pages_show_findings_context_and_log(backend: Backend) {
         .await
         .expect("result");
     let html = app
-        .page(Some(&s.cookie), &format!("/reviews/{}", review.id.as_str()))
-        .await
-        .text()
-        .await
-        .expect("html");
+        .page_html(Some(&s.cookie), &format!("/reviews/{}", review.id.as_str()))
+        .await;
     assert!(
         !html.contains("data-live=\"/reviews/"),
         "a finished review does not stream"
@@ -905,18 +876,12 @@ async fn review_pages_show_findings_context_and_log(backend: Backend) {
     }
     assert!(!html.contains("<b>files</b>"), "log text is escaped");
     let list = app
-        .page(Some(&s.cookie), "/reviews?status=completed")
-        .await
-        .text()
-        .await
-        .expect("html");
+        .page_html(Some(&s.cookie), "/reviews?status=completed")
+        .await;
     assert!(list.contains(review.id.as_str()));
     let list = app
-        .page(Some(&s.cookie), "/reviews?status=failed")
-        .await
-        .text()
-        .await
-        .expect("html");
+        .page_html(Some(&s.cookie), "/reviews?status=failed")
+        .await;
     assert!(!list.contains(review.id.as_str()));
     let bad = app.page(Some(&s.cookie), "/reviews?status=nope").await;
     assert_eq!(bad.status().as_u16(), 400);

@@ -582,11 +582,8 @@ async fn the_settings_page_saves_keeps_secrets_and_sends_a_test() {
         .await;
     assert_eq!(r.status().as_u16(), 303);
     let html = app
-        .page(Some(&s.cookie), "/settings/notifications")
-        .await
-        .text()
-        .await
-        .expect("html");
+        .page_html(Some(&s.cookie), "/settings/notifications")
+        .await;
     assert!(
         !html.contains("FORM-SECRET") && !html.contains(&hook),
         "secrets are not rendered"
@@ -651,11 +648,8 @@ async fn the_settings_page_saves_keeps_secrets_and_sends_a_test() {
     app.user("nv@example.com", Role::User, &[]).await;
     let v = app.login("nv@example.com", "password123").await;
     let html = app
-        .page(Some(&v.cookie), "/settings/notifications")
-        .await
-        .text()
-        .await
-        .expect("html");
+        .page_html(Some(&v.cookie), "/settings/notifications")
+        .await;
     assert!(!html.contains("method=\"post\" action=\"/settings/notifications\""));
     let r = app
         .submit(

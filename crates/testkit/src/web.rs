@@ -115,6 +115,11 @@ impl TestApp {
         rb.send().await.expect("GET page")
     }
 
+    /// The HTML of `GET path` (any status) with an optional session cookie.
+    pub async fn page_html(&self, cookie: Option<&str>, path: &str) -> String {
+        self.page(cookie, path).await.text().await.expect("html")
+    }
+
     /// Submits a form as `session` with its CSRF token, plus `headers`.
     pub async fn submit(
         &self,

@@ -48,17 +48,6 @@ fn cookie(
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn form_cookie_value(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(n, _)| *n == FORM_COOKIE)
-        .map(|(_, v)| v.trim().to_owned())
-}
-
 /// A fresh form token and the cookie that pairs with it.
 fn form_token(state: &AppState) -> (String, HeaderValue) {
     let t = SessionSecret::generate().expose().to_owned();
@@ -73,7 +62,7 @@ fn check_form_token(headers: &HeaderMap, submitted: &str) -> Result<(), PageErro
         )
         .into());
     }
-    let ok = form_cookie_value(headers)
+    let ok = crate::auth::cookie_value(headers, FORM_COOKIE)
         .is_some_and(|c| !c.is_empty() && bool::from(c.as_bytes().ct_eq(submitted.as_bytes())));
     if ok {
         Ok(())
@@ -96,12 +85,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConnectInfoIp {
         parts: &mut axum::http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip()),
-        ))
+        Ok(Self(crate::app::peer_ip_of(&parts.extensions)))
     }
 }
 

@@ -17,7 +17,7 @@ pub mod channels;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::routes::configs::{body as item_body, encode, save, write_item};
+use crate::routes::configs::{body as item_body, encode};
 use ai_review_domain::{
     ConfigId, ConfigKind, NotificationChannel, NotificationEvent, NotificationId, TaskState,
     Timestamp,
@@ -109,29 +109,14 @@ pub async fn save_config(
             *s = Some(state.settings.secrets.seal(plain));
         }
     }
-    let now = state.clock.now();
-    let exists = state
-        .store
-        .get_config_item(ConfigKind::NotificationConfig, &config_id())
-        .await?
-        .is_some();
-    let item = write_item(
+    crate::routes::configs::save_singleton(
+        state,
         ConfigKind::NotificationConfig,
         config_id(),
-        "notifications".into(),
-        false,
+        "notifications",
         encode(&stored)?,
-        now,
-    );
-    match save(state, item.clone(), !exists).await {
-        // Two first saves raced: the other created it, so update.
-        Err(e) if !exists && e.status == axum::http::StatusCode::CONFLICT => {
-            save(state, item, false).await?;
-        }
-        other => {
-            other?;
-        }
-    }
+    )
+    .await?;
     Ok(new)
 }
 

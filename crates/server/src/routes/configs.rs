@@ -344,6 +344,27 @@ pub fn ai_view(item: &ConfigItem) -> ApiResult<AiConfigView> {
     })
 }
 
+/// Saves the one document of a singleton kind (global settings,
+/// notification settings) under its fixed `id`: created the first time,
+/// updated after; when two first saves race, the loser updates.
+pub(crate) async fn save_singleton(
+    state: &AppState,
+    kind: ConfigKind,
+    id: ConfigId,
+    name: &str,
+    body: serde_json::Value,
+) -> ApiResult<ConfigItem> {
+    let now = state.clock.now();
+    let exists = state.store.get_config_item(kind, &id).await?.is_some();
+    let item = write_item(kind, id, name.to_owned(), false, body, now);
+    match save(state, item.clone(), !exists).await {
+        Err(e) if !exists && e.status == axum::http::StatusCode::CONFLICT => {
+            save(state, item, false).await
+        }
+        other => other,
+    }
+}
+
 pub(crate) fn write_item(
     kind: ConfigKind,
     id: ConfigId,

@@ -15,10 +15,8 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::routes::configs::{body, encode, save, write_item};
-use ai_review_domain::{
-    ConfigId, ConfigKind, Permission, PlatformType, ProjectId, Timestamp, WebhookStatus,
-};
+use crate::routes::configs::{body, encode};
+use ai_review_domain::{ConfigId, ConfigKind, Permission, PlatformType, ProjectId, WebhookStatus};
 use ai_review_protocol::projects::{
     GlobalSettings, ProjectSettings, ProjectStatsView, ProjectUpdate, ProjectView,
     ResolvedProjectConfig, Source,
@@ -352,27 +350,14 @@ pub async fn put_global(
     check_globs("excludes", &g.excludes)?;
     check_reviewers("defaultReviewerIds", &g.default_reviewer_ids)?;
     check_ai_config(&state, g.ai_config_id.as_ref()).await?;
-    let now: Timestamp = state.clock.now();
-    let exists = state
-        .store
-        .get_config_item(ConfigKind::GlobalSettings, &global_id())
-        .await?
-        .is_some();
-    let item = write_item(
+    let saved = crate::routes::configs::save_singleton(
+        &state,
         ConfigKind::GlobalSettings,
         global_id(),
-        "global".into(),
-        false,
+        "global",
         encode(&g)?,
-        now,
-    );
-    let saved = match save(&state, item.clone(), !exists).await {
-        // Two first saves raced: the other created it, so update.
-        Err(e) if !exists && e.status == axum::http::StatusCode::CONFLICT => {
-            save(&state, item, false).await?
-        }
-        other => other?,
-    };
+    )
+    .await?;
     tracing::info!(user.id = %caller.user.id, "global settings saved");
     Ok(Json(Envelope::ok(body(&saved)?)))
 }
