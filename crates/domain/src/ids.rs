@@ -94,6 +94,12 @@ uuid_id!(
     NotificationId,
     "notification id"
 );
+uuid_id!(
+    /// Identifies a browser's Web Push subscription (one endpoint of the
+    /// push service the browser registered with).
+    PushSubscriptionId,
+    "push subscription id"
+);
 
 /// A runner's identity, chosen by the runner and sent as `x-runner-id`.
 ///

@@ -15,7 +15,10 @@ mod time;
 mod values;
 
 pub use auth::{API_KEY_PREFIX, ApiKeyDigest, ApiKeySecret, Permission, Role, SessionSecret};
-pub use ids::{ApiKeyId, ConfigId, NotificationId, ProjectId, ReviewId, RunnerId, TaskId, UserId};
+pub use ids::{
+    ApiKeyId, ConfigId, NotificationId, ProjectId, PushSubscriptionId, ReviewId, RunnerId, TaskId,
+    UserId,
+};
 pub use secret::SecretString;
 pub use state::{
     ConfigKind, LlmProvider, NotificationChannel, NotificationEvent, NotificationStatus, Phase,

@@ -282,7 +282,8 @@ async fn replicas_starting_together_apply_each_migration_once() {
             (5, "review_changes".to_owned()),
             (6, "pushback".to_owned()),
             (7, "sessions".to_owned()),
-            (8, "notifications".to_owned())
+            (8, "notifications".to_owned()),
+            (9, "push_subscriptions".to_owned())
         ]
     );
 }

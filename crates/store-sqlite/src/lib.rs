@@ -10,25 +10,26 @@
 
 use ai_review_domain::{
     ApiKeyDigest, ApiKeyId, Attempt, ConfigId, ConfigKind, Email, NotificationId, PlatformType,
-    ProjectId, ReviewId, ReviewStatus, Role, RunnerId, TaskId, TaskState, Timestamp, UserId,
-    WebhookStatus,
+    ProjectId, PushSubscriptionId, ReviewId, ReviewStatus, Role, RunnerId, TaskId, TaskState,
+    Timestamp, UserId, WebhookStatus,
 };
 use ai_review_store::rows::{
     ApiKeyRow, AuthRow, ConfigItemRow, LogLineRow, NotificationFilterParams, NotificationRow,
-    ProjectRow, PushJobRow, ReviewFilterParams, ReviewRow, RunnerRow, TaskAttemptRow, TaskEventRow,
-    TaskRow, UserRow, WebhookEventRow, check_task_ref, convert_all, db_error, in_order_of,
-    like_pattern, permissions_json, retry_refused, tags_json,
+    ProjectRow, PushJobRow, PushSubscriptionRow, ReviewFilterParams, ReviewRow, RunnerRow,
+    TaskAttemptRow, TaskEventRow, TaskRow, UserRow, WebhookEventRow, check_task_ref, convert_all,
+    db_error, in_order_of, like_pattern, permissions_json, retry_refused, tags_json,
 };
 use ai_review_store::{
     ApiKey, ChangeThread, Claim, ConfigItem, ConfigItemWrite, Heartbeat, HeartbeatOutcome,
-    LogAppend, LogAppendOutcome, LogLine, NewApiKey, NewNotification, NewReview, NewSession,
-    NewUser, Notification, NotificationFilter, NotificationOutcome, NotificationStats, PhaseReport,
-    Project, ProjectFilter, ProjectStats, ProjectUpsert, PushJob, PushState, ReapReport, Review,
-    ReviewFilter, Runner, RunnerRegistration, Session, Store, StoreError, StoreResult,
-    SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef, TaskResult, TaskTiming, User, UserUpdate,
-    WebhookEvent, WebhookEventFilter, api_key_columns, authenticate_query, config_item_columns,
-    notification_columns, policy, project_columns, review_columns, runner_columns, task_columns,
-    user_columns, webhook_event_columns,
+    LogAppend, LogAppendOutcome, LogLine, NewApiKey, NewNotification, NewPushSubscription,
+    NewReview, NewSession, NewUser, Notification, NotificationFilter, NotificationOutcome,
+    NotificationStats, PhaseReport, Project, ProjectFilter, ProjectStats, ProjectUpsert, PushJob,
+    PushState, PushSubscription, ReapReport, Review, ReviewFilter, Runner, RunnerRegistration,
+    Session, Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef,
+    TaskResult, TaskTiming, User, UserUpdate, WebhookEvent, WebhookEventFilter, api_key_columns,
+    authenticate_query, config_item_columns, notification_columns, policy, project_columns,
+    push_subscription_columns, review_columns, runner_columns, task_columns, user_columns,
+    webhook_event_columns,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -2025,6 +2026,81 @@ impl Store for SqliteStore {
         .await
         .map_err(db_error)?;
         policy::notification_stats(rows)
+    }
+
+    async fn save_push_subscription(
+        &self,
+        new: NewPushSubscription,
+    ) -> StoreResult<PushSubscription> {
+        let row: PushSubscriptionRow = sqlx::query_as(concat!(
+            "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth, user_agent, \
+             created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
+             ON CONFLICT (endpoint) DO UPDATE SET user_id = excluded.user_id, \
+             p256dh = excluded.p256dh, auth = excluded.auth, user_agent = excluded.user_agent, \
+             updated_at = excluded.updated_at RETURNING ",
+            push_subscription_columns!()
+        ))
+        .bind(new.id.as_str())
+        .bind(new.user_id.as_ref().map(UserId::as_str))
+        .bind(&new.endpoint)
+        .bind(&new.p256dh)
+        .bind(&new.auth)
+        .bind(new.user_agent.as_deref())
+        .bind(new.now.as_millis())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(db_error)?;
+        PushSubscription::try_from(row)
+    }
+
+    async fn get_push_subscription(
+        &self,
+        id: &PushSubscriptionId,
+    ) -> StoreResult<Option<PushSubscription>> {
+        let row: Option<PushSubscriptionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            push_subscription_columns!(),
+            " FROM push_subscriptions WHERE id = ?1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error)?;
+        row.map(PushSubscription::try_from).transpose()
+    }
+
+    async fn list_push_subscriptions(
+        &self,
+        user: Option<&UserId>,
+    ) -> StoreResult<Vec<PushSubscription>> {
+        let rows: Vec<PushSubscriptionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            push_subscription_columns!(),
+            " FROM push_subscriptions WHERE (?1 IS NULL OR user_id = ?1) \
+             ORDER BY created_at, id"
+        ))
+        .bind(user.map(UserId::as_str))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error)?;
+        convert_all(rows)
+    }
+
+    async fn delete_push_subscription(&self, id: &PushSubscriptionId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM push_subscriptions WHERE id = ?1")
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_all_push_subscriptions(&self) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM push_subscriptions")
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
     }
 }
 

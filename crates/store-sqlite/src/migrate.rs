@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notifications",
         include_str!("../migrations/0008_notifications.sql"),
     ),
+    (
+        9,
+        "push_subscriptions",
+        include_str!("../migrations/0009_push_subscriptions.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> StoreResult<()> {

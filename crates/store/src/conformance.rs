@@ -53,6 +53,11 @@ macro_rules! conformance_suite {
             missing_notifications_are_none_or_not_found,
             notification_history_filters_pages_and_counts,
             notification_stats_count_per_channel_and_status,
+            push_subscriptions_are_saved_and_read_back,
+            push_subscriptions_upsert_by_endpoint_keeping_id_and_creation,
+            push_subscriptions_list_per_user_or_all_oldest_first,
+            push_subscription_deletes_report_what_they_deleted,
+            push_subscription_ids_taken_by_another_endpoint_conflict,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -3369,4 +3374,293 @@ pub async fn notification_stats_count_per_channel_and_status(store: DynStore) {
         .expect("stats until");
     assert_eq!(until.counts, vec![(Slack, Sent, 1)]);
     assert_eq!(made.len(), 6);
+}
+
+fn push_sub(
+    endpoint: &str,
+    owner: Option<&User>,
+    key: &str,
+    now: Timestamp,
+) -> NewPushSubscription {
+    NewPushSubscription {
+        id: PushSubscriptionId::generate(),
+        user_id: owner.map(|u| u.id.clone()),
+        endpoint: format!("https://push.example.com/send/{endpoint}"),
+        p256dh: format!("p256dh-{key}"),
+        auth: format!("sealed-auth-{key}"),
+        user_agent: Some(format!("Browser/{key}")),
+        now,
+    }
+}
+
+async fn save_sub(store: &DynStore, new: NewPushSubscription) -> PushSubscription {
+    store
+        .save_push_subscription(new)
+        .await
+        .expect("save push subscription")
+}
+
+async fn subs_of(store: &DynStore, owner: Option<&User>) -> Vec<PushSubscriptionId> {
+    store
+        .list_push_subscriptions(owner.map(|u| &u.id))
+        .await
+        .expect("list push subscriptions")
+        .into_iter()
+        .map(|s| s.id)
+        .collect()
+}
+
+/// A new endpoint is stored as given (every string kept verbatim, optional
+/// fields may be absent) and read back by id; an unknown id is `None`.
+pub async fn push_subscriptions_are_saved_and_read_back(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let new = push_sub("a1", Some(&alice), "k1", at(10));
+    let saved = save_sub(&store, new.clone()).await;
+    assert_eq!(
+        saved,
+        PushSubscription {
+            id: new.id.clone(),
+            user_id: Some(alice.id.clone()),
+            endpoint: new.endpoint.clone(),
+            p256dh: "p256dh-k1".into(),
+            auth: "sealed-auth-k1".into(),
+            user_agent: Some("Browser/k1".into()),
+            created_at: at(10),
+            updated_at: at(10),
+        }
+    );
+    assert_eq!(
+        store
+            .get_push_subscription(&new.id)
+            .await
+            .expect("get push subscription"),
+        Some(saved)
+    );
+
+    // No user, no user agent.
+    let anonymous = NewPushSubscription {
+        user_id: None,
+        user_agent: None,
+        ..push_sub("anon", None, "k2", at(20))
+    };
+    let stored = save_sub(&store, anonymous.clone()).await;
+    assert_eq!((stored.user_id, stored.user_agent), (None, None));
+    assert_eq!(
+        store
+            .get_push_subscription(&anonymous.id)
+            .await
+            .expect("get")
+            .map(|s| s.endpoint),
+        Some(anonymous.endpoint)
+    );
+
+    assert_eq!(
+        store
+            .get_push_subscription(&PushSubscriptionId::generate())
+            .await
+            .expect("get unknown"),
+        None
+    );
+}
+
+/// Saving an endpoint again keeps its id and creation time and replaces
+/// its owner, keys, user agent and update time; the id offered with it is
+/// ignored, even one another endpoint holds. Still one row per endpoint.
+pub async fn push_subscriptions_upsert_by_endpoint_keeping_id_and_creation(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let first = save_sub(&store, push_sub("shared", Some(&alice), "old", at(0))).await;
+
+    let again = push_sub("shared", Some(&bob), "new", at(500));
+    let resaved = save_sub(&store, again.clone()).await;
+    let expected = PushSubscription {
+        id: first.id.clone(),
+        user_id: Some(bob.id.clone()),
+        endpoint: first.endpoint.clone(),
+        p256dh: "p256dh-new".into(),
+        auth: "sealed-auth-new".into(),
+        user_agent: Some("Browser/new".into()),
+        created_at: at(0),
+        updated_at: at(500),
+    };
+    assert_eq!(resaved, expected);
+    assert_eq!(
+        store.get_push_subscription(&first.id).await.expect("get"),
+        Some(expected)
+    );
+    assert_eq!(
+        store.get_push_subscription(&again.id).await.expect("get"),
+        None,
+        "the id offered with a known endpoint is not stored"
+    );
+    assert_eq!(subs_of(&store, None).await, vec![first.id.clone()]);
+    assert_eq!(subs_of(&store, Some(&alice)).await, Vec::new());
+    assert_eq!(subs_of(&store, Some(&bob)).await, vec![first.id.clone()]);
+
+    // Saved again signed out: no owner, no user agent any more.
+    let signed_out = save_sub(
+        &store,
+        NewPushSubscription {
+            user_id: None,
+            user_agent: None,
+            ..push_sub("shared", None, "newer", at(600))
+        },
+    )
+    .await;
+    assert_eq!(
+        (
+            &signed_out.id,
+            signed_out.user_id.as_ref(),
+            signed_out.user_agent.as_deref(),
+            signed_out.p256dh.as_str(),
+            signed_out.created_at,
+            signed_out.updated_at
+        ),
+        (&first.id, None, None, "p256dh-newer", at(0), at(600))
+    );
+    assert_eq!(subs_of(&store, Some(&bob)).await, Vec::new());
+
+    // A known endpoint offered with the id of another endpoint keeps its
+    // own id and leaves the other one alone.
+    let other = save_sub(&store, push_sub("other", Some(&alice), "o", at(700))).await;
+    let crossed = save_sub(
+        &store,
+        NewPushSubscription {
+            id: other.id.clone(),
+            ..push_sub("shared", Some(&alice), "crossed", at(800))
+        },
+    )
+    .await;
+    assert_eq!(
+        (&crossed.id, crossed.updated_at),
+        (&first.id, at(800)),
+        "an existing endpoint keeps its id"
+    );
+    assert_eq!(
+        store.get_push_subscription(&other.id).await.expect("get"),
+        Some(other.clone())
+    );
+    assert_eq!(subs_of(&store, None).await, vec![first.id, other.id]);
+}
+
+/// A user's subscriptions, or all of them (those of no user included),
+/// oldest first by creation time, then id; a resave does not move one.
+pub async fn push_subscriptions_list_per_user_or_all_oldest_first(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let carol = user(&store, "carol@example.com").await;
+    assert_eq!(subs_of(&store, None).await, Vec::new());
+
+    let a_late = save_sub(&store, push_sub("a-late", Some(&alice), "1", at(30))).await;
+    let b = save_sub(&store, push_sub("b", Some(&bob), "2", at(20))).await;
+    let a_early = save_sub(&store, push_sub("a-early", Some(&alice), "3", at(10))).await;
+    let anon = save_sub(&store, push_sub("anon", None, "4", at(5))).await;
+    // Two created in the same millisecond: by id.
+    let twin_x = push_sub("twin-x", Some(&alice), "5", at(40));
+    let twin_y = push_sub("twin-y", Some(&alice), "6", at(40));
+    save_sub(&store, twin_y.clone()).await;
+    save_sub(&store, twin_x.clone()).await;
+    let mut twins = [twin_x.id, twin_y.id];
+    twins.sort();
+
+    let mut alices = vec![a_early.id.clone(), a_late.id.clone()];
+    alices.extend(twins.iter().cloned());
+    assert_eq!(subs_of(&store, Some(&alice)).await, alices);
+    assert_eq!(subs_of(&store, Some(&bob)).await, vec![b.id.clone()]);
+    assert_eq!(subs_of(&store, Some(&carol)).await, Vec::new());
+    let mut all = vec![
+        anon.id.clone(),
+        a_early.id.clone(),
+        b.id.clone(),
+        a_late.id.clone(),
+    ];
+    all.extend(twins.iter().cloned());
+    assert_eq!(subs_of(&store, None).await, all);
+
+    // Bob's browser resaved by alice later: it moves to her list, at its
+    // original place (creation time is kept).
+    save_sub(&store, push_sub("b", Some(&alice), "7", at(1_000))).await;
+    assert_eq!(subs_of(&store, Some(&bob)).await, Vec::new());
+    let mut alices = vec![a_early.id.clone(), b.id.clone(), a_late.id.clone()];
+    alices.extend(twins.iter().cloned());
+    assert_eq!(subs_of(&store, Some(&alice)).await, alices);
+    assert_eq!(subs_of(&store, None).await, all);
+}
+
+/// Deleting one reports whether it existed; deleting all counts them.
+pub async fn push_subscription_deletes_report_what_they_deleted(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let one = save_sub(&store, push_sub("one", Some(&alice), "1", at(0))).await;
+    let two = save_sub(&store, push_sub("two", None, "2", at(10))).await;
+    let three = save_sub(&store, push_sub("three", Some(&alice), "3", at(20))).await;
+
+    assert!(
+        store
+            .delete_push_subscription(&one.id)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_push_subscription(&one.id)
+            .await
+            .expect("delete again"),
+        "a second delete finds nothing"
+    );
+    assert!(
+        !store
+            .delete_push_subscription(&PushSubscriptionId::generate())
+            .await
+            .expect("delete unknown")
+    );
+    assert_eq!(
+        store.get_push_subscription(&one.id).await.expect("get"),
+        None
+    );
+    assert_eq!(subs_of(&store, None).await, vec![two.id, three.id]);
+
+    // A deleted endpoint subscribing again is a new subscription.
+    let back = push_sub("one", Some(&alice), "4", at(30));
+    let resubscribed = save_sub(&store, back.clone()).await;
+    assert_eq!(
+        (&resubscribed.id, resubscribed.created_at),
+        (&back.id, at(30))
+    );
+
+    assert_eq!(
+        store
+            .delete_all_push_subscriptions()
+            .await
+            .expect("delete all"),
+        3
+    );
+    assert_eq!(subs_of(&store, None).await, Vec::new());
+    assert_eq!(
+        store
+            .delete_all_push_subscriptions()
+            .await
+            .expect("delete all again"),
+        0
+    );
+}
+
+/// A new endpoint offered with an id another endpoint holds is a conflict,
+/// and writes nothing.
+pub async fn push_subscription_ids_taken_by_another_endpoint_conflict(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let first = save_sub(&store, push_sub("first", Some(&alice), "1", at(0))).await;
+    let clash = NewPushSubscription {
+        id: first.id.clone(),
+        ..push_sub("second", None, "2", at(10))
+    };
+    let refused = store.save_push_subscription(clash).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.get_push_subscription(&first.id).await.expect("get"),
+        Some(first.clone())
+    );
+    assert_eq!(subs_of(&store, None).await, vec![first.id]);
 }

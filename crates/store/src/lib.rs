@@ -50,6 +50,15 @@
 //!   `failed` with the error, or `pending` again with the error and the
 //!   time of the next try (the caller's backoff). `sent` and `failed` are
 //!   final.
+//!
+//! # Push subscriptions
+//!
+//! A browser that accepts Web Push notifications leaves a subscription: its
+//! push service endpoint (unique, the key the subscription is saved under),
+//! its public key and its sealed authentication secret, and the user who
+//! subscribed. Saving an endpoint again updates it in place
+//! ([`Store::save_push_subscription`]), so a browser has one subscription
+//! however often it subscribes.
 
 mod error;
 mod model;
@@ -64,8 +73,9 @@ pub use error::StoreError;
 pub use model::*;
 
 use ai_review_domain::{
-    ApiKeyDigest, ApiKeyId, ConfigId, ConfigKind, Email, NotificationId, ProjectId, ReviewId,
-    ReviewStatus, RunnerId, TaskId, TaskState, Timestamp, UserId, WebhookStatus,
+    ApiKeyDigest, ApiKeyId, ConfigId, ConfigKind, Email, NotificationId, ProjectId,
+    PushSubscriptionId, ReviewId, ReviewStatus, RunnerId, TaskId, TaskState, Timestamp, UserId,
+    WebhookStatus,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -502,4 +512,50 @@ pub trait Store: Send + Sync + 'static {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> StoreResult<NotificationStats>;
+
+    // ----- push subscriptions -------------------------------------------------
+
+    /// Saves a browser's Web Push subscription, keyed by its endpoint (the
+    /// push service URL, unique per browser subscription), and returns the
+    /// stored subscription.
+    ///
+    /// A new endpoint is inserted with `new.id`, created and updated at
+    /// `new.now`. An endpoint already stored (the same browser subscribing
+    /// again, after a reload, a key rotation or another user signing in on
+    /// it) keeps its id and creation time, and has its user, keys
+    /// (`p256dh`, `auth`) and user agent replaced and `updated_at` set to
+    /// `new.now`; `new.id` is then ignored. One statement
+    /// (`INSERT … ON CONFLICT (endpoint) DO UPDATE … RETURNING`), so two
+    /// saves of one endpoint racing (from two replicas, say) leave one row.
+    ///
+    /// [`StoreError::Conflict`] (and nothing written) only if the endpoint
+    /// is new and `new.id` is already the id of another endpoint. `auth`
+    /// arrives sealed by the server; the store keeps every string as given.
+    async fn save_push_subscription(
+        &self,
+        new: NewPushSubscription,
+    ) -> StoreResult<PushSubscription>;
+
+    /// One subscription.
+    async fn get_push_subscription(
+        &self,
+        id: &PushSubscriptionId,
+    ) -> StoreResult<Option<PushSubscription>>;
+
+    /// The subscriptions of `user` (`Some`), or every subscription, those
+    /// of no user included (`None`): the browsers to push a notification
+    /// to. Oldest first (by creation time, then id).
+    async fn list_push_subscriptions(
+        &self,
+        user: Option<&UserId>,
+    ) -> StoreResult<Vec<PushSubscription>>;
+
+    /// Deletes one subscription (the user unsubscribed, or the push service
+    /// answered that the endpoint is gone). Returns whether a subscription
+    /// was deleted: `false` for an unknown id, which is not an error.
+    async fn delete_push_subscription(&self, id: &PushSubscriptionId) -> StoreResult<bool>;
+
+    /// Deletes every subscription (the server's push keys were replaced, so
+    /// none of them can be pushed to any more); returns how many.
+    async fn delete_all_push_subscriptions(&self) -> StoreResult<u64>;
 }

@@ -4,8 +4,8 @@
 use ai_review_domain::{
     ApiKeyDigest, ApiKeyId, Attempt, CommitSha, ConfigId, ConfigKind, Email, NotificationChannel,
     NotificationEvent, NotificationId, NotificationStatus, Permission, Phase, PlatformType,
-    ProjectId, RepoUrl, ReviewId, ReviewStatus, Role, RunnerId, RunnerStatus, TagSet, TaskId,
-    TaskOutcome, TaskState, Timestamp, UserId, WebhookStatus,
+    ProjectId, PushSubscriptionId, RepoUrl, ReviewId, ReviewStatus, Role, RunnerId, RunnerStatus,
+    TagSet, TaskId, TaskOutcome, TaskState, Timestamp, UserId, WebhookStatus,
 };
 use sha2::{Digest, Sha256};
 
@@ -884,4 +884,49 @@ impl NotificationStats {
             .find(|(c, s, _)| *c == channel && *s == status)
             .map_or(0, |(_, _, n)| *n)
     }
+}
+
+/// A browser's Web Push subscription to save
+/// ([`crate::Store::save_push_subscription`]): what the browser's
+/// `PushManager.subscribe()` returned, and who subscribed.
+#[derive(Debug, Clone)]
+pub struct NewPushSubscription {
+    /// New id (kept only if the endpoint is new).
+    pub id: PushSubscriptionId,
+    /// The signed-in user who subscribed, if any.
+    pub user_id: Option<UserId>,
+    /// The push service URL the browser registered; unique per browser
+    /// subscription, and the key the subscription is saved under.
+    pub endpoint: String,
+    /// The browser's P-256 ECDH public key (`keys.p256dh`, base64url).
+    pub p256dh: String,
+    /// The browser's authentication secret (`keys.auth`), already sealed by
+    /// the server: the store keeps it as given.
+    pub auth: String,
+    /// The browser's `User-Agent`, to tell subscriptions apart in a list.
+    pub user_agent: Option<String>,
+    /// Now: the creation time of a new subscription, the update time of an
+    /// existing one.
+    pub now: Timestamp,
+}
+
+/// A stored Web Push subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushSubscription {
+    /// Id (the first one saved for its endpoint).
+    pub id: PushSubscriptionId,
+    /// The user who last subscribed with this endpoint, if any.
+    pub user_id: Option<UserId>,
+    /// The push service URL (unique).
+    pub endpoint: String,
+    /// The browser's P-256 ECDH public key.
+    pub p256dh: String,
+    /// The browser's authentication secret, sealed.
+    pub auth: String,
+    /// The browser's `User-Agent` when it last subscribed.
+    pub user_agent: Option<String>,
+    /// When the endpoint was first saved.
+    pub created_at: Timestamp,
+    /// When it was last saved.
+    pub updated_at: Timestamp,
 }

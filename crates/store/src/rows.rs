@@ -799,3 +799,47 @@ impl<'a> From<&'a crate::NotificationFilter> for NotificationFilterParams<'a> {
         }
     }
 }
+
+/// Columns of `push_subscriptions`, in [`PushSubscriptionRow`] order.
+#[macro_export]
+macro_rules! push_subscription_columns {
+    () => {
+        "id, user_id, endpoint, p256dh, auth, user_agent, created_at, updated_at"
+    };
+}
+
+/// `push_subscriptions` row.
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct PushSubscriptionRow {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+    pub user_agent: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl TryFrom<PushSubscriptionRow> for crate::PushSubscription {
+    type Error = StoreError;
+    fn try_from(r: PushSubscriptionRow) -> Result<Self, StoreError> {
+        Ok(crate::PushSubscription {
+            id: ai_review_domain::PushSubscriptionId::parse(&r.id)
+                .map_err(|e| corrupt("push subscription id", e))?,
+            user_id: r
+                .user_id
+                .as_deref()
+                .map(UserId::parse)
+                .transpose()
+                .map_err(|e| corrupt("user id", e))?,
+            endpoint: r.endpoint,
+            p256dh: r.p256dh,
+            auth: r.auth,
+            user_agent: r.user_agent,
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+        })
+    }
+}
