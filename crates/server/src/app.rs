@@ -224,6 +224,22 @@ pub fn router(state: AppState) -> Router {
             post(routes::notifications::test_channel),
         )
         .route(
+            "/api/notifications/config/vapid",
+            post(routes::notifications::generate_vapid),
+        )
+        .route(
+            "/api/notifications/push/vapid-public-key",
+            get(routes::notifications::vapid_public_key),
+        )
+        .route(
+            "/api/notifications/push/subscriptions",
+            get(routes::notifications::list_subscriptions).post(routes::notifications::subscribe),
+        )
+        .route(
+            "/api/notifications/push/subscriptions/{id}",
+            axum::routing::delete(routes::notifications::unsubscribe),
+        )
+        .route(
             "/api/notifications/history",
             get(routes::notifications::history),
         )

@@ -112,6 +112,11 @@ pub struct ServerConfig {
     /// failed (and is retried).
     #[arg(long, env = "NOTIFY_TIMEOUT_MS", default_value_t = 10_000)]
     pub notify_timeout_ms: u64,
+
+    /// A PEM file of CA certificates trusted for the SMTP server's TLS
+    /// certificate, besides the Mozilla roots (a relay with a private CA).
+    #[arg(long, env = "NOTIFY_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -211,10 +216,30 @@ impl ServerConfig {
         if self.body_limit_bytes < 1024 {
             problems.push("BODY_LIMIT_BYTES must be at least 1024".into());
         }
+        let smtp_extra_roots = match &self.smtp_ca_file {
+            None => None,
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(pem) => match crate::notify::email::check_ca_pem(&pem) {
+                    Ok(()) => Some(pem),
+                    Err(e) => {
+                        problems.push(format!("NOTIFY_SMTP_CA_FILE={}: {e}", path.display()));
+                        None
+                    }
+                },
+                Err(e) => {
+                    problems.push(format!(
+                        "NOTIFY_SMTP_CA_FILE={} cannot be read ({e})",
+                        path.display()
+                    ));
+                    None
+                }
+            },
+        };
         if !problems.is_empty() {
             return Err(problems.join("; "));
         }
         Ok(Settings {
+            smtp_extra_roots,
             listen: SocketAddr::new(ip, self.port),
             heartbeat_timeout: Duration::from_millis(self.runner_heartbeat_timeout_ms),
             lease: Duration::from_millis(self.task_lease_ms),
@@ -319,6 +344,8 @@ pub struct Settings {
     pub session: SessionSettings,
     /// Time allowed for one notification delivery.
     pub notify_timeout: Duration,
+    /// Extra CA certificates (PEM) for the SMTP server's TLS.
+    pub smtp_extra_roots: Option<String>,
 }
 
 /// How dashboard sessions and their cookie behave.
@@ -361,6 +388,7 @@ impl Default for Settings {
             secrets: SecretBox::new(&SecretKey::generate(), &[]),
             public_url: None,
             notify_timeout: Duration::from_secs(10),
+            smtp_extra_roots: None,
             session: SessionSettings {
                 secure: false,
                 same_site_strict: false,

@@ -420,8 +420,8 @@ async fn settings_mask_and_seal_secrets_and_refuse_what_cannot_work(backend: Bac
     );
     // What cannot work is refused with the reason.
     for (body, needle) in [
-        (json!({"channels": ["email"]}), "not available"),
-        (json!({"channels": ["push"]}), "not available"),
+        (json!({"channels": ["email"]}), "smtpHost is required"),
+        (json!({"channels": ["push"]}), "VAPID key pair"),
         (
             json!({"channels": ["dingtalk"]}),
             "dingtalkWebhookUrl is required",

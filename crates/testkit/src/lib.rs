@@ -6,6 +6,8 @@
 pub mod browser;
 pub mod docker;
 pub mod git;
+pub mod push;
+pub mod smtp;
 pub mod web;
 
 use ai_review_domain::{

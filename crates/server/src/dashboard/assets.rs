@@ -13,6 +13,21 @@ pub const JS_PATH: &str = concat!("/assets/app-", env!("CARGO_PKG_VERSION"), ".j
 
 const CSS: &str = include_str!("static/app.css");
 const JS: &str = include_str!("static/app.js");
+const SERVICE_WORKER: &str = include_str!("static/sw.js");
+
+/// `GET /sw.js`: the service worker that shows Web Push notifications. It
+/// is served from the root so its scope covers the whole dashboard, and
+/// revalidated on every load so a new release replaces it.
+pub async fn service_worker() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        SERVICE_WORKER,
+    )
+        .into_response()
+}
 
 /// `GET /assets/{file}`: the embedded stylesheet or script.
 pub async fn serve(Path(file): Path<String>) -> Response {

@@ -43,6 +43,7 @@ use serde::de::DeserializeOwned;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/assets/{file}", get(assets::serve))
+        .route("/sw.js", get(assets::service_worker))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/setup", get(session::setup_page).post(session::setup))
@@ -107,6 +108,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/settings/notifications/test",
             post(settings::notifications::test),
+        )
+        .route(
+            "/settings/notifications/vapid",
+            post(settings::notifications::generate_vapid),
+        )
+        .route(
+            "/settings/notifications/push/{id}/delete",
+            post(settings::notifications::unsubscribe),
         )
 }
 

@@ -10,20 +10,26 @@
 //! fifth try. The same pass queues the daily and weekly summaries once
 //! their period is over (once per period and channel across replicas).
 //!
-//! Channels here: `slack`, `webhook`, `dingtalk`, `feishu`, `wechat`.
-//! `email` and `push` are refused in the settings until they are built.
+//! Channels: `slack`, `webhook`, `dingtalk`, `feishu`, `wechat` (HTTP,
+//! [`channels`]), `email` (SMTP with TLS, [`email`]) and `push` (Web Push
+//! with VAPID, [`webpush`]). A push notification is queued once per
+//! browser subscription (its dedup key ends with the subscription id), so
+//! one browser that is offline or gone does not make the others receive
+//! it twice.
 
 pub mod channels;
+pub mod email;
+pub mod webpush;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::configs::{body as item_body, encode};
 use ai_review_domain::{
-    ConfigId, ConfigKind, NotificationChannel, NotificationEvent, NotificationId, TaskState,
-    Timestamp,
+    ConfigId, ConfigKind, NotificationChannel, NotificationEvent, NotificationId,
+    PushSubscriptionId, TaskState, Timestamp, UserId,
 };
-use ai_review_protocol::notifications::NotificationConfig;
-use ai_review_store::{NewNotification, NotificationOutcome, Review, Task};
+use ai_review_protocol::notifications::{NotificationConfig, SmtpTls};
+use ai_review_store::{NewNotification, Notification, NotificationOutcome, Review, Task};
 use channels::Target;
 use serde_json::json;
 use std::time::Duration;
@@ -42,7 +48,7 @@ fn config_id() -> ConfigId {
 }
 
 /// Mutable references to the secret fields of a config.
-fn secrets_of(c: &mut NotificationConfig) -> [&mut Option<String>; 7] {
+fn secrets_of(c: &mut NotificationConfig) -> [&mut Option<String>; 8] {
     [
         &mut c.slack_webhook_url,
         &mut c.dingtalk_webhook_url,
@@ -51,7 +57,75 @@ fn secrets_of(c: &mut NotificationConfig) -> [&mut Option<String>; 7] {
         &mut c.webhook_url,
         &mut c.webhook_secret,
         &mut c.smtp_password,
+        &mut c.vapid_private_key,
     ]
+}
+
+/// Why a delivery did not happen, and whether another try can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryError {
+    /// What went wrong, for the history (never a URL, key or password).
+    pub reason: String,
+    /// No later try can succeed (a refused address, a gone subscription):
+    /// the delivery is `failed` at once instead of retried.
+    pub permanent: bool,
+}
+
+impl DeliveryError {
+    /// A failure worth retrying.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            permanent: false,
+        }
+    }
+
+    /// A failure no retry can fix.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            permanent: true,
+        }
+    }
+}
+
+/// An SMTP server and who receives the email.
+#[derive(Debug, Clone)]
+pub struct SmtpTarget {
+    /// Host name (checked against the certificate).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Encryption.
+    pub tls: SmtpTls,
+    /// User, when the server wants a login.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Sender.
+    pub from: String,
+    /// Recipients.
+    pub recipients: Vec<String>,
+}
+
+/// The VAPID identity push messages are signed with.
+#[derive(Debug, Clone)]
+pub struct PushTarget {
+    /// Key pair.
+    pub keys: webpush::VapidKeys,
+    /// `sub` claim.
+    pub subject: String,
+}
+
+/// Where and how one channel delivers.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// A webhook-style channel.
+    Http(Target),
+    /// Email.
+    Email(SmtpTarget),
+    /// Web Push to each subscribed browser.
+    Push(PushTarget),
 }
 
 /// The settings with secrets in clear (defaults when never saved).
@@ -102,7 +176,11 @@ pub async fn save_config(
             _ => {}
         }
     }
-    validate(&new)?;
+    if new.email_enabled && !new.channels.contains(&NotificationChannel::Email) {
+        new.channels.push(NotificationChannel::Email);
+    }
+    new.email_enabled = new.channels.contains(&NotificationChannel::Email);
+    validate(state, &new)?;
     let mut stored = new.clone();
     for s in secrets_of(&mut stored) {
         if let Some(plain) = s.as_deref() {
@@ -117,6 +195,15 @@ pub async fn save_config(
         encode(&stored)?,
     )
     .await?;
+    if current.vapid_public_key.is_some() && current.vapid_public_key != new.vapid_public_key {
+        // Browsers subscribed with the old key as `applicationServerKey`;
+        // push services refuse messages signed with another one.
+        let n = state.store.delete_all_push_subscriptions().await?;
+        tracing::info!(
+            count = n,
+            "VAPID key changed: push subscriptions removed (browsers must subscribe again)"
+        );
+    }
     Ok(new)
 }
 
@@ -136,7 +223,100 @@ fn check_url(name: &str, v: Option<&String>) -> ApiResult<()> {
     Ok(())
 }
 
-fn validate(c: &NotificationConfig) -> ApiResult<()> {
+/// The `sub` claim push messages carry: `vapidSubject`, else the public
+/// URL when it is https.
+fn vapid_subject(state: &AppState, c: &NotificationConfig) -> Option<String> {
+    c.vapid_subject
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| {
+            state
+                .settings
+                .public_url
+                .clone()
+                .filter(|u| u.starts_with("https://"))
+        })
+}
+
+/// A 400 with `m`.
+fn bad(m: impl Into<String>) -> ApiError {
+    ApiError::bad_request(m)
+}
+
+fn validate_email(c: &NotificationConfig) -> ApiResult<()> {
+    match c.smtp_host.as_deref().map(str::trim) {
+        None | Some("") => {
+            return Err(bad(
+                "smtpHost is required for the email channel (e.g. smtp.example.com)",
+            ));
+        }
+        Some(h) if h.contains(['/', ' ', ':']) => {
+            return Err(bad(format!(
+                "smtpHost {h:?} must be a host name or IP address only; put the port in smtpPort"
+            )));
+        }
+        Some(_) => {}
+    }
+    if c.smtp_port == Some(0) {
+        return Err(bad("smtpPort must be 1-65535"));
+    }
+    let from = c.smtp_from.as_deref().unwrap_or("");
+    if from.trim().is_empty() {
+        return Err(bad(
+            "smtpFrom is required for the email channel (e.g. ai-review <ai-review@example.com>)",
+        ));
+    }
+    email::mailbox("smtpFrom", from).map_err(bad)?;
+    if c.email_recipients.is_empty() {
+        return Err(bad("emailRecipients needs at least one address"));
+    }
+    for r in &c.email_recipients {
+        email::mailbox("emailRecipients", r).map_err(bad)?;
+    }
+    if c.smtp_tls == SmtpTls::None && c.smtp_username.is_some() {
+        return Err(bad(
+            "smtpTls none would send smtpUsername and smtpPassword in clear; use starttls or tls",
+        ));
+    }
+    if c.smtp_username.is_some() != c.smtp_password.is_some() {
+        return Err(bad("smtpUsername and smtpPassword go together"));
+    }
+    Ok(())
+}
+
+fn validate_push(state: &AppState, c: &NotificationConfig, required: bool) -> ApiResult<()> {
+    match (&c.vapid_public_key, &c.vapid_private_key) {
+        (Some(public), Some(private)) => {
+            webpush::check_vapid_keys(public, private).map_err(|e| bad(e.to_string()))?;
+        }
+        (None, None) if !required => return Ok(()),
+        (None, None) => {
+            return Err(bad(
+                "the push channel needs a VAPID key pair: POST /api/notifications/config/vapid generates one",
+            ));
+        }
+        _ => {
+            return Err(bad(
+                "vapidPublicKey and vapidPrivateKey go together (generate a pair with POST /api/notifications/config/vapid)",
+            ));
+        }
+    }
+    if let Some(sub) = &c.vapid_subject
+        && !(sub.starts_with("mailto:") || sub.starts_with("https://"))
+    {
+        return Err(bad(format!(
+            "vapidSubject {sub:?} must be a mailto: or https: URI (push services use it to reach you)"
+        )));
+    }
+    if required && vapid_subject(state, c).is_none() {
+        return Err(bad(
+            "the push channel needs vapidSubject (e.g. mailto:ops@example.com) when AI_REVIEW_PUBLIC_URL is not https",
+        ));
+    }
+    Ok(())
+}
+
+fn validate(state: &AppState, c: &NotificationConfig) -> ApiResult<()> {
     if !(1..=5).contains(&c.rating_low_threshold) {
         return Err(ApiError::bad_request("ratingLowThreshold must be 1-5"));
     }
@@ -158,31 +338,96 @@ fn validate(c: &NotificationConfig) -> ApiResult<()> {
                 check_url("wechatWebhookUrl", c.wechat_webhook_url.as_ref())?
             }
             NotificationChannel::Webhook => check_url("webhookUrl", c.webhook_url.as_ref())?,
-            NotificationChannel::Email | NotificationChannel::Push => {
-                return Err(ApiError::bad_request(format!(
-                    "the {ch} channel is not available in this version yet; use slack, webhook, dingtalk, feishu or wechat"
-                )));
-            }
+            NotificationChannel::Email => validate_email(c)?,
+            NotificationChannel::Push => {}
         }
     }
-    Ok(())
+    validate_push(state, c, c.channels.contains(&NotificationChannel::Push))
 }
 
 /// The delivery target of `channel` under `c`, if it is enabled and set.
-pub fn target(c: &NotificationConfig, channel: NotificationChannel) -> Option<Target> {
+pub fn target(
+    state: &AppState,
+    c: &NotificationConfig,
+    channel: NotificationChannel,
+) -> Option<Delivery> {
     if !c.channels.contains(&channel) {
         return None;
     }
+    let http = |t: Option<Target>| t.map(Delivery::Http);
     match channel {
-        NotificationChannel::Slack => c.slack_webhook_url.clone().map(Target::Slack),
-        NotificationChannel::Dingtalk => c.dingtalk_webhook_url.clone().map(Target::DingTalk),
-        NotificationChannel::Feishu => c.feishu_webhook_url.clone().map(Target::Feishu),
-        NotificationChannel::Wechat => c.wechat_webhook_url.clone().map(Target::WeChat),
-        NotificationChannel::Webhook => c.webhook_url.clone().map(|url| Target::Webhook {
+        NotificationChannel::Slack => http(c.slack_webhook_url.clone().map(Target::Slack)),
+        NotificationChannel::Dingtalk => http(c.dingtalk_webhook_url.clone().map(Target::DingTalk)),
+        NotificationChannel::Feishu => http(c.feishu_webhook_url.clone().map(Target::Feishu)),
+        NotificationChannel::Wechat => http(c.wechat_webhook_url.clone().map(Target::WeChat)),
+        NotificationChannel::Webhook => http(c.webhook_url.clone().map(|url| Target::Webhook {
             url,
             secret: c.webhook_secret.clone(),
-        }),
-        NotificationChannel::Email | NotificationChannel::Push => None,
+        })),
+        NotificationChannel::Email => {
+            let host = c.smtp_host.clone()?.trim().to_owned();
+            Some(Delivery::Email(SmtpTarget {
+                port: c
+                    .smtp_port
+                    .unwrap_or_else(|| email::default_port(c.smtp_tls)),
+                host,
+                tls: c.smtp_tls,
+                username: c.smtp_username.clone(),
+                password: c.smtp_password.clone(),
+                from: c.smtp_from.clone()?,
+                recipients: c.email_recipients.clone(),
+            }))
+        }
+        NotificationChannel::Push => Some(Delivery::Push(PushTarget {
+            keys: webpush::VapidKeys {
+                public_key: c.vapid_public_key.clone()?,
+                private_key: c.vapid_private_key.clone()?,
+            },
+            subject: vapid_subject(state, c)?,
+        })),
+    }
+}
+
+/// Who one channel's copy of an event goes to: the channel itself, or for
+/// `push` each subscribed browser.
+async fn recipients(
+    state: &AppState,
+    c: &NotificationConfig,
+) -> ApiResult<Vec<(NotificationChannel, Option<PushSubscriptionId>)>> {
+    let mut out = Vec::new();
+    for ch in &c.channels {
+        if target(state, c, *ch).is_none() {
+            continue;
+        }
+        if *ch == NotificationChannel::Push {
+            for s in state.store.list_push_subscriptions(None).await? {
+                out.push((*ch, Some(s.id)));
+            }
+        } else {
+            out.push((*ch, None));
+        }
+    }
+    Ok(out)
+}
+
+/// The deduplication key suffix and payload of one recipient's copy.
+fn addressed(
+    key: String,
+    payload: &serde_json::Value,
+    to: Option<&PushSubscriptionId>,
+) -> (String, serde_json::Value) {
+    match to {
+        None => (key, payload.clone()),
+        Some(id) => {
+            let mut p = payload.clone();
+            if let Some(o) = p.as_object_mut() {
+                o.insert(
+                    "recipient".into(),
+                    json!({ "pushSubscriptionId": id.as_str() }),
+                );
+            }
+            (format!("{key}:{}", id.as_str()), p)
+        }
     }
 }
 
@@ -248,6 +493,7 @@ async fn enqueue_for(state: &AppState, task: &Task) -> ApiResult<()> {
     if events.is_empty() || c.channels.is_empty() {
         return Ok(());
     }
+    let to = recipients(state, &c).await?;
     let Some(review) = state.store.get_review(&task.review_id).await? else {
         return Ok(());
     };
@@ -255,22 +501,24 @@ async fn enqueue_for(state: &AppState, task: &Task) -> ApiResult<()> {
     let now = state.clock.now();
     let mut items = Vec::new();
     for e in &events {
-        for ch in &c.channels {
-            if target(&c, *ch).is_none() {
-                continue;
-            }
-            items.push(NewNotification {
-                id: NotificationId::generate(),
-                event: *e,
-                channel: *ch,
-                review_id: Some(review.id.clone()),
-                dedup_key: format!(
+        for (ch, sub) in &to {
+            let (dedup_key, payload) = addressed(
+                format!(
                     "review:{}:{}:{}",
                     review.id.as_str(),
                     e.as_str(),
                     ch.as_str()
                 ),
-                payload: payload.clone(),
+                &payload,
+                sub.as_ref(),
+            );
+            items.push(NewNotification {
+                id: NotificationId::generate(),
+                event: *e,
+                channel: *ch,
+                review_id: Some(review.id.clone()),
+                dedup_key,
+                payload,
                 now,
             });
         }
@@ -347,13 +595,11 @@ pub fn due_periods(c: &NotificationConfig, now: Timestamp) -> Vec<Period> {
 pub async fn schedule_summaries(state: &AppState, c: &NotificationConfig) -> ApiResult<usize> {
     let now = state.clock.now();
     let periods = due_periods(c, now);
-    let channels: Vec<NotificationChannel> = c
-        .channels
-        .iter()
-        .copied()
-        .filter(|ch| target(c, *ch).is_some())
-        .collect();
-    if periods.is_empty() || channels.is_empty() {
+    if periods.is_empty() {
+        return Ok(0);
+    }
+    let channels = recipients(state, c).await?;
+    if channels.is_empty() {
         return Ok(0);
     }
     let mut items = Vec::new();
@@ -401,14 +647,19 @@ pub async fn schedule_summaries(state: &AppState, c: &NotificationConfig) -> Api
             "failed": failed,
             "link": state.settings.public_url.as_ref().map(|u| format!("{u}/reviews?startDate={}&endDate={}", day_label(p.start), day_label(p.end))),
         });
-        for ch in &channels {
+        for (ch, sub) in &channels {
+            let (dedup_key, payload) = addressed(
+                format!("{}:{}:{}", p.event.as_str(), p.label, ch.as_str()),
+                &payload,
+                sub.as_ref(),
+            );
             items.push(NewNotification {
                 id: NotificationId::generate(),
                 event: p.event,
                 channel: *ch,
                 review_id: None,
-                dedup_key: format!("{}:{}:{}", p.event.as_str(), p.label, ch.as_str()),
-                payload: payload.clone(),
+                dedup_key,
+                payload,
                 now,
             });
         }
@@ -436,23 +687,21 @@ pub async fn notify_once(state: &AppState) -> ApiResult<usize> {
     let sends = due.into_iter().map(|d| {
         let config = &config;
         async move {
-            let result = match target(config, d.channel) {
-                Some(t) => {
-                    channels::send(&state.forge_http, &t, d.event, &d.payload, now, timeout).await
-                }
-                None => Err(format!(
+            let result = match target(state, config, d.channel) {
+                Some(t) => deliver(state, &t, &d, now).await,
+                None => Err(DeliveryError::retry(format!(
                     "the {} channel is no longer configured",
                     d.channel
-                )),
+                ))),
             };
             let at = state.clock.now();
             let outcome = match result {
                 Ok(()) => NotificationOutcome::Sent,
-                Err(error) if d.attempts < MAX_TRIES => NotificationOutcome::Retry {
+                Err(e) if d.attempts < MAX_TRIES && !e.permanent => NotificationOutcome::Retry {
                     at: at.plus_millis(crate::config::millis(backoff(d.attempts))),
-                    error,
+                    error: e.reason,
                 },
-                Err(error) => NotificationOutcome::Failed { error },
+                Err(e) => NotificationOutcome::Failed { error: e.reason },
             };
             match &outcome {
                 NotificationOutcome::Sent => {
@@ -469,6 +718,147 @@ pub async fn notify_once(state: &AppState) -> ApiResult<usize> {
     });
     futures::future::join_all(sends).await;
     Ok(n)
+}
+
+/// Sends one queued notification through its channel.
+async fn deliver(
+    state: &AppState,
+    target: &Delivery,
+    n: &Notification,
+    now: Timestamp,
+) -> Result<(), DeliveryError> {
+    let timeout = state.settings.notify_timeout;
+    match target {
+        Delivery::Http(t) => {
+            channels::send(&state.forge_http, t, n.event, &n.payload, now, timeout)
+                .await
+                .map_err(DeliveryError::retry)
+        }
+        Delivery::Email(t) => {
+            let m = channels::message(n.event, &n.payload);
+            email::send(t, state.settings.smtp_extra_roots.as_deref(), &m, timeout).await
+        }
+        Delivery::Push(t) => {
+            let id = n.payload["recipient"]["pushSubscriptionId"]
+                .as_str()
+                .and_then(|s| PushSubscriptionId::parse(s).ok())
+                .ok_or_else(|| {
+                    DeliveryError::permanent("the push notification names no subscription")
+                })?;
+            push_to(state, t, &id, n.event, &n.payload, now).await
+        }
+    }
+}
+
+/// What the dashboard's service worker receives: `{title, body, url, tag,
+/// event}`, cut to fit one Web Push record.
+pub fn push_payload(event: NotificationEvent, payload: &serde_json::Value) -> Vec<u8> {
+    let m = channels::message(event, payload);
+    let mut body = m.lines.join("\n");
+    loop {
+        let v = json!({
+            "title": m.title,
+            "body": body,
+            "url": m.link,
+            "tag": payload["reviewId"].as_str().map_or_else(|| event.as_str().to_owned(), |r| format!("{r}:{}", event.as_str())),
+            "event": event.as_str(),
+        });
+        let bytes = serde_json::to_vec(&v).unwrap_or_default();
+        if bytes.len() <= webpush::MAX_PLAINTEXT || body.is_empty() {
+            return bytes;
+        }
+        let keep = body.chars().count().saturating_sub(200);
+        body = body.chars().take(keep).collect();
+    }
+}
+
+/// Sends one push message to one subscribed browser. A subscription the
+/// push service calls gone (404/410) is removed.
+async fn push_to(
+    state: &AppState,
+    t: &PushTarget,
+    id: &PushSubscriptionId,
+    event: NotificationEvent,
+    payload: &serde_json::Value,
+    now: Timestamp,
+) -> Result<(), DeliveryError> {
+    let store_err = |e: ai_review_store::StoreError| DeliveryError::retry(format!("store: {e}"));
+    let Some(sub) = state
+        .store
+        .get_push_subscription(id)
+        .await
+        .map_err(store_err)?
+    else {
+        return Err(DeliveryError::permanent(
+            "the browser unsubscribed before this notification went out",
+        ));
+    };
+    let auth = state
+        .settings
+        .secrets
+        .open(&sub.auth)
+        .map_err(|e| DeliveryError::permanent(format!("the subscription's secret: {e}")))?;
+    let body = push_payload(event, payload);
+    let urgency = match event {
+        NotificationEvent::ReviewFailed | NotificationEvent::RatingLow => webpush::Urgency::High,
+        _ => webpush::Urgency::Normal,
+    };
+    let msg = webpush::PushMessage {
+        endpoint: &sub.endpoint,
+        p256dh: &sub.p256dh,
+        auth: auth.expose(),
+        payload: &body,
+        ttl_secs: 24 * 3600,
+        urgency,
+        topic: None,
+    };
+    let secs = u64::try_from(now.as_millis() / 1000).unwrap_or(0);
+    match webpush::send(
+        &state.forge_http,
+        &msg,
+        &t.keys,
+        &t.subject,
+        secs,
+        state.settings.notify_timeout,
+    )
+    .await
+    {
+        Ok(()) => Ok(()),
+        Err(e @ webpush::SendError::Gone { .. }) => {
+            state
+                .store
+                .delete_push_subscription(id)
+                .await
+                .map_err(store_err)?;
+            tracing::info!(push_subscription.id = %id, "push subscription gone; removed");
+            Err(DeliveryError::permanent(format!(
+                "{e}; the subscription was removed"
+            )))
+        }
+        Err(e) if e.is_permanent() => Err(DeliveryError::permanent(e.to_string())),
+        Err(e) => Err(DeliveryError::retry(e.to_string())),
+    }
+}
+
+/// Generates a VAPID key pair, stores it in the settings, and removes the
+/// push subscriptions made for the previous one. Returns the keys (the
+/// only time the private key is shown) and how many subscriptions went.
+pub async fn generate_vapid(state: &AppState) -> ApiResult<(webpush::VapidKeys, u64)> {
+    let current = load_config(state).await?;
+    let keys = webpush::generate_vapid_keys();
+    let new = NotificationConfig {
+        vapid_public_key: Some(keys.public_key.clone()),
+        vapid_private_key: Some(keys.private_key.clone()),
+        ..current.clone()
+    };
+    let before = state.store.list_push_subscriptions(None).await?.len() as u64;
+    save_config(state, &current, new).await?;
+    let removed = if current.vapid_public_key.is_some() {
+        before
+    } else {
+        0
+    };
+    Ok((keys, removed))
 }
 
 /// Runs [`notify_once`] every `interval` until shutdown.
@@ -490,15 +880,17 @@ pub async fn run_notifier(
     }
 }
 
-/// Sends a test message through `channel` at once (not queued).
+/// Sends a test message through `channel` at once (not queued). For
+/// `push`, to each browser `user` subscribed.
 pub async fn test_channel(
     state: &AppState,
     channel: NotificationChannel,
+    user: &UserId,
 ) -> ApiResult<Result<(), String>> {
     let c = load_config(state).await?;
-    let Some(t) = target(&c, channel) else {
+    let Some(t) = target(state, &c, channel) else {
         return Err(ApiError::bad_request(format!(
-            "the {channel} channel is not enabled or has no URL in the notification settings"
+            "the {channel} channel is not enabled or not set up in the notification settings"
         )));
     };
     let payload = json!({
@@ -507,15 +899,46 @@ pub async fn test_channel(
         "link": state.settings.public_url,
     });
     let now: Timestamp = state.clock.now();
-    Ok(channels::send(
-        &state.forge_http,
-        &t,
-        NotificationEvent::ReviewCompleted,
-        &payload,
-        now,
-        state.settings.notify_timeout,
-    )
-    .await)
+    let event = NotificationEvent::ReviewCompleted;
+    let timeout = state.settings.notify_timeout;
+    let result = match &t {
+        Delivery::Http(h) => {
+            channels::send(&state.forge_http, h, event, &payload, now, timeout).await
+        }
+        Delivery::Email(e) => email::send(
+            e,
+            state.settings.smtp_extra_roots.as_deref(),
+            &channels::message(event, &payload),
+            timeout,
+        )
+        .await
+        .map_err(|e| e.reason),
+        Delivery::Push(p) => {
+            let mine = state.store.list_push_subscriptions(Some(user)).await?;
+            if mine.is_empty() {
+                return Err(ApiError::bad_request(
+                    "you have no browser subscribed to push notifications: turn them on in Settings > Notifications first",
+                ));
+            }
+            let mut errors = Vec::new();
+            for s in &mine {
+                if let Err(e) = push_to(state, p, &s.id, event, &payload, now).await {
+                    errors.push(e.reason);
+                }
+            }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} of {} browsers did not receive it: {}",
+                    errors.len(),
+                    mine.len(),
+                    errors.join("; ")
+                ))
+            }
+        }
+    };
+    Ok(result)
 }
 
 #[cfg(test)]

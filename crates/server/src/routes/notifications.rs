@@ -1,7 +1,10 @@
 //! Notifications: settings (`GET/PUT/PATCH /api/notifications/config`,
 //! `POST …/config/test-channel`), delivery history
 //! (`GET /api/notifications/history`, `…/history/:id`) and
-//! `GET /api/notifications/stats`.
+//! `GET /api/notifications/stats`, and Web Push: VAPID keys
+//! (`POST …/config/vapid`, `GET …/push/vapid-public-key`) and browser
+//! subscriptions (`GET/POST /api/notifications/push/subscriptions`,
+//! `DELETE …/subscriptions/:id`).
 
 use crate::app::{AppState, ok};
 use crate::auth::Caller;
@@ -10,16 +13,18 @@ use crate::extract::{ApiJson, ApiQuery};
 use crate::notify;
 use ai_review_domain::{
     NotificationChannel, NotificationEvent, NotificationId, NotificationStatus, Permission,
-    ReviewId, Timestamp,
+    PushSubscriptionId, ReviewId, Timestamp,
 };
 use ai_review_protocol::notifications::{
-    NotificationConfig, NotificationStatsView, NotificationView, TestChannelRequest,
-    TestChannelResult,
+    NotificationConfig, NotificationStatsView, NotificationView, PushSubscribeRequest,
+    PushSubscriptionView, TestChannelRequest, TestChannelResult, VapidKeysView, VapidPublicKeyView,
 };
 use ai_review_protocol::{Envelope, Pagination};
+use ai_review_store::{NewPushSubscription, PushSubscription};
 use ai_review_store::{Notification, NotificationFilter};
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
 fn view(n: Notification) -> NotificationView {
@@ -71,9 +76,20 @@ pub async fn patch_config(
     let current = notify::load_config(&state).await?;
     let mut merged = serde_json::to_value(notify::masked(current.clone()))
         .map_err(|e| ApiError::internal(&e))?;
+    // `emailEnabled` alone switches the email channel, as in the original
+    // API; `channels` given in the same patch decides otherwise.
+    let email_switch = patch
+        .get("emailEnabled")
+        .and_then(serde_json::Value::as_bool)
+        .filter(|_| !patch.contains_key("channels"));
     if let Some(obj) = merged.as_object_mut() {
         for (k, v) in patch {
             obj.insert(k, v);
+        }
+        if email_switch == Some(false)
+            && let Some(chs) = obj.get_mut("channels").and_then(|c| c.as_array_mut())
+        {
+            chs.retain(|c| c != "email");
         }
     }
     let new: NotificationConfig = serde_json::from_value(merged)
@@ -91,7 +107,7 @@ pub async fn test_channel(
     ApiJson(req): ApiJson<TestChannelRequest>,
 ) -> ApiResult<Json<Envelope<TestChannelResult>>> {
     caller.require(Permission::ConfigUpdate)?;
-    let r = notify::test_channel(&state, req.channel).await?;
+    let r = notify::test_channel(&state, req.channel, &caller.user.id).await?;
     Ok(ok(TestChannelResult {
         channel: req.channel,
         ok: r.is_ok(),
@@ -205,4 +221,130 @@ pub async fn stats(
         *out.by_channel.entry(ch.as_str().to_owned()).or_default() += n;
     }
     Ok(ok(out))
+}
+
+/// `POST /api/notifications/config/vapid` (`config:update`): generates a
+/// new VAPID key pair for Web Push. The private key is answered this once.
+/// Browsers subscribed with the previous key are unsubscribed (push
+/// services refuse messages signed with another key).
+pub async fn generate_vapid(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<(
+    StatusCode,
+    Json<ai_review_protocol::Envelope<VapidKeysView>>,
+)> {
+    caller.require(Permission::ConfigUpdate)?;
+    let (keys, removed) = notify::generate_vapid(&state).await?;
+    tracing::info!(user.id = %caller.user.id, subscriptions_removed = removed, "VAPID key pair generated");
+    Ok((
+        StatusCode::CREATED,
+        ok(VapidKeysView {
+            public_key: keys.public_key,
+            private_key: keys.private_key,
+            subscriptions_removed: removed,
+        }),
+    ))
+}
+
+/// `GET /api/notifications/push/vapid-public-key`: the key browsers
+/// subscribe with (`applicationServerKey`).
+pub async fn vapid_public_key(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> ApiResult<Json<Envelope<VapidPublicKeyView>>> {
+    let c = notify::load_config(&state).await?;
+    let public_key = c.vapid_public_key.ok_or_else(|| {
+        ApiError::not_found(
+            "Web Push is not set up: an admin generates a VAPID key pair first (POST /api/notifications/config/vapid)",
+        )
+    })?;
+    Ok(ok(VapidPublicKeyView { public_key }))
+}
+
+fn subscription_view(s: PushSubscription) -> PushSubscriptionView {
+    let push_service = url::Url::parse(&s.endpoint)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    PushSubscriptionView {
+        id: s.id,
+        user_id: s.user_id,
+        push_service,
+        user_agent: s.user_agent,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+    }
+}
+
+/// `POST /api/notifications/push/subscriptions`: stores the caller's
+/// browser subscription (the body is `PushSubscription.toJSON()`). The
+/// same endpoint again replaces its keys. 201 with the subscription.
+pub async fn subscribe(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<PushSubscribeRequest>,
+) -> ApiResult<(StatusCode, Json<Envelope<PushSubscriptionView>>)> {
+    let c = notify::load_config(&state).await?;
+    if c.vapid_public_key.is_none() {
+        return Err(ApiError::conflict(
+            "Web Push is not set up: an admin generates a VAPID key pair first (POST /api/notifications/config/vapid)",
+        ));
+    }
+    notify::webpush::check_subscription(&req.endpoint, &req.keys.p256dh, &req.keys.auth)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let user_agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect());
+    let saved = state
+        .store
+        .save_push_subscription(NewPushSubscription {
+            id: PushSubscriptionId::generate(),
+            user_id: Some(caller.user.id.clone()),
+            endpoint: req.endpoint,
+            p256dh: req.keys.p256dh,
+            auth: state.settings.secrets.seal(&req.keys.auth),
+            user_agent,
+            now: state.clock.now(),
+        })
+        .await?;
+    tracing::info!(user.id = %caller.user.id, push_subscription.id = %saved.id, "browser subscribed to push notifications");
+    Ok((StatusCode::CREATED, ok(subscription_view(saved))))
+}
+
+/// `GET /api/notifications/push/subscriptions`: the caller's browsers;
+/// everyone's with `config:update`.
+pub async fn list_subscriptions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Envelope<Vec<PushSubscriptionView>>>> {
+    let all = caller.user.has(Permission::ConfigUpdate);
+    let subs = state
+        .store
+        .list_push_subscriptions((!all).then_some(&caller.user.id))
+        .await?;
+    Ok(ok(subs.into_iter().map(subscription_view).collect()))
+}
+
+/// `DELETE /api/notifications/push/subscriptions/:id`: unsubscribes one
+/// browser (the caller's own; anyone's with `config:update`). 204.
+pub async fn unsubscribe(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = PushSubscriptionId::parse(&id)?;
+    let missing = || ApiError::not_found(format!("push subscription {id} not found"));
+    let s = state
+        .store
+        .get_push_subscription(&id)
+        .await?
+        .ok_or_else(missing)?;
+    if s.user_id.as_ref() != Some(&caller.user.id) && !caller.user.has(Permission::ConfigUpdate) {
+        // Someone else's subscription is as good as absent to this caller.
+        return Err(missing());
+    }
+    state.store.delete_push_subscription(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
