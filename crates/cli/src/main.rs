@@ -4,6 +4,7 @@
 mod api;
 mod image;
 mod model_env;
+mod reference;
 mod report;
 mod review;
 
@@ -48,6 +49,10 @@ enum Command {
     Runner,
     /// Administer users and API keys directly in the database.
     Admin(AdminArgs),
+    /// Print the configuration reference (every environment variable of
+    /// every component, as in docs/configuration.md).
+    #[command(hide = true)]
+    ConfigReference,
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,6 +162,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if matches!(cli.command, Command::ConfigReference) {
+        print!("{}", reference::configuration_markdown());
+        return ExitCode::SUCCESS;
+    }
     if matches!(cli.command, Command::Runner) {
         return rt.block_on(runner());
     }
@@ -176,7 +185,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Server(cfg) => serve(cfg).await,
         Command::Admin(a) => admin(a).await,
-        Command::Runner | Command::Review(_) => unreachable!("handled in main"),
+        Command::Runner | Command::Review(_) | Command::ConfigReference => {
+            unreachable!("handled in main")
+        }
     }
 }
 

@@ -34,6 +34,35 @@ pub const ALL: [&str; 8] = [
     TEMPERATURE,
 ];
 
+/// Every variable with its default (empty: none) and meaning, for the
+/// configuration reference.
+pub const DOCS: [(&str, &str, &str); 8] = [
+    (
+        PROVIDER,
+        "",
+        "`openai` (or any compatible API) or `anthropic`; unset: deterministic checks only",
+    ),
+    (
+        BASE_URL,
+        "",
+        "API base URL (default: the provider's public API), e.g. http://localhost:11434/v1 for Ollama",
+    ),
+    (MODEL, "", "model name (required with a provider)"),
+    (
+        API_KEY,
+        "",
+        "the provider's API key; never printed or stored in clear",
+    ),
+    (TOKEN_BUDGET, "200000", "tokens one review may use"),
+    (MAX_OUTPUT_TOKENS, "4096", "tokens per model answer"),
+    (TIMEOUT_MS, "120000", "timeout of one model call"),
+    (
+        TEMPERATURE,
+        "",
+        "sampling temperature, 0 to 2 (default: the provider's)",
+    ),
+];
+
 /// Name of the AI config `ai-review review` keeps in its embedded server.
 pub const CONFIG_NAME: &str = "ai-review review (env)";
 
