@@ -7,6 +7,14 @@
 //! sweeps skip rows another replica is already handling. Migrations run
 //! under a transaction-scoped advisory lock, so replicas starting together
 //! apply each migration once.
+//!
+//! Periodic jobs are claimed per period with one upsert on their
+//! `periodic_jobs` row, which the row lock serialises across replicas.
+//! Task announcements travel through `pg_notify` on the channel
+//! `ai_review_tasks`; each listener has a connection of its own (a
+//! dedicated one-connection pool, so it never takes one from the store's
+//! pool) running `LISTEN` in a spawned task, which reconnects with backoff
+//! after errors and then yields an extra item.
 
 use ai_review_domain::{
     ApiKeyDigest, ApiKeyId, Attempt, ConfigId, ConfigKind, Email, NotificationId, PlatformType,
@@ -19,6 +27,7 @@ use ai_review_store::rows::{
     TaskAttemptRow, TaskEventRow, TaskRow, UserRow, WebhookEventRow, check_task_ref, convert_all,
     db_error, in_order_of, like_pattern, permissions_json, retry_refused, tags_json,
 };
+use ai_review_store::{AnnouncementSender, TaskAnnouncements};
 use ai_review_store::{
     ApiKey, ChangeThread, Claim, ConfigItem, ConfigItemWrite, Heartbeat, HeartbeatOutcome,
     LogAppend, LogAppendOutcome, LogLine, NewApiKey, NewNotification, NewPushSubscription,
@@ -33,8 +42,11 @@ use ai_review_store::{
 };
 use async_trait::async_trait;
 use sqlx::Transaction;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, Postgres};
-use std::time::Duration;
+use sqlx::pool::CloseEvent;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, Postgres};
+use std::pin::pin;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 mod migrate;
 
@@ -71,10 +83,27 @@ const POOL_SIZE: u32 = 10;
 /// both pass the "another enabled admin is left" check.
 const ADMINS_LOCK: &str = "users:admins";
 
+/// The `NOTIFY` channel of task announcements.
+const TASKS_CHANNEL: &str = "ai_review_tasks";
+
+/// First wait before a task-announcement listener reconnects; doubled per
+/// failed try up to [`LISTEN_BACKOFF_MAX`].
+const LISTEN_BACKOFF_MIN: Duration = Duration::from_millis(250);
+
+/// Longest wait between a listener's reconnection tries.
+const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A listener connection that lived this long before failing starts its
+/// reconnection from [`LISTEN_BACKOFF_MIN`] again.
+const LISTEN_HEALTHY: Duration = Duration::from_secs(60);
+
 /// The PostgreSQL store.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// How `pool` connects, kept for the task-announcement listeners'
+    /// own connections.
+    options: PgConnectOptions,
 }
 
 impl PgStore {
@@ -82,14 +111,15 @@ impl PgStore {
     /// of up to 10 connections, and runs pending migrations (serialised
     /// with any other replica starting at the same time).
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(db_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options.clone())
             .await
             .map_err(db_error)?;
         migrate::run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, options })
     }
 
     /// Closes the connection pool, waiting for connections in use to be
@@ -123,6 +153,101 @@ async fn finish<T>(tx: Transaction<'_, Postgres>, outcome: StoreResult<T>) -> St
                 tracing::warn!(error = %rollback, "rollback after a failed store call failed");
             }
             Err(e)
+        }
+    }
+}
+
+/// A listener on `pool` (of one connection, its own) subscribed to the
+/// task announcements.
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    // The listener's pool is closed only once the listener is done with it.
+    listener.ignore_pool_close_event(true);
+    listener.listen(TASKS_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Relays the notifications `listener` receives to `tx` until the receiver
+/// is dropped or the store is `closed`. After an error it drops the
+/// connection, reconnects with exponential backoff and, once listening
+/// again, yields one item for the announcements it may have missed. (A
+/// connection `sqlx` itself re-establishes, `try_recv` answering `None`,
+/// counts the same.)
+async fn relay_announcements(
+    listen_pool: PgPool,
+    listener: PgListener,
+    tx: AnnouncementSender,
+    closed: CloseEvent,
+) {
+    relay(&listen_pool, listener, &tx, closed).await;
+    // The receiver learns at once that nothing more will come; then the
+    // listener's connection, returned by its drop (after an `UNLISTEN`),
+    // is closed with its pool.
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), listen_pool.close()).await;
+}
+
+/// The loop of [`relay_announcements`]; returns (dropping the listener)
+/// when the receiver is gone or the store closed.
+async fn relay(
+    listen_pool: &PgPool,
+    mut listener: PgListener,
+    tx: &AnnouncementSender,
+    closed: CloseEvent,
+) {
+    let mut closed = pin!(closed);
+    let mut backoff = LISTEN_BACKOFF_MIN;
+    'relay: loop {
+        let connected_at = Instant::now();
+        let error = loop {
+            tokio::select! {
+                received = listener.try_recv() => match received {
+                    // `Some`: an announcement; `None`: the connection was
+                    // lost and re-established, announcements may be lost.
+                    Ok(_) => {
+                        if !tx.announce() {
+                            break 'relay;
+                        }
+                    }
+                    Err(e) => break e,
+                },
+                () = &mut closed => break 'relay,
+                () = tx.closed() => break 'relay,
+            }
+        };
+        drop(listener);
+        if connected_at.elapsed() >= LISTEN_HEALTHY {
+            backoff = LISTEN_BACKOFF_MIN;
+        }
+        tracing::warn!(
+            error = %error,
+            retry_in_ms = backoff.as_millis(),
+            "task announcements: the LISTEN connection failed; reconnecting"
+        );
+        listener = loop {
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = &mut closed => break 'relay,
+                () = tx.closed() => break 'relay,
+            }
+            backoff = (backoff * 2).min(LISTEN_BACKOFF_MAX);
+            let attempt = tokio::select! {
+                attempt = listen(listen_pool) => attempt,
+                () = &mut closed => break 'relay,
+                () = tx.closed() => break 'relay,
+            };
+            match attempt {
+                Ok(l) => break l,
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    retry_in_ms = backoff.as_millis(),
+                    "task announcements: cannot listen again yet"
+                ),
+            }
+        };
+        tracing::info!("task announcements: listening again");
+        if !tx.announce() {
+            break;
         }
     }
 }
@@ -2221,6 +2346,81 @@ impl Store for PgStore {
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected())
+    }
+
+    async fn try_start_periodic(
+        &self,
+        job: &str,
+        now: Timestamp,
+        period_ms: i64,
+    ) -> StoreResult<bool> {
+        // Racing inserts of a new job meet on the primary key and racing
+        // updates on the row lock; either way the loser re-checks the WHERE
+        // against the winner's row, so exactly one caller per period
+        // returns a row.
+        let started: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO periodic_jobs AS j (name, last_started_at, runs) VALUES ($1, $2, 1) \
+             ON CONFLICT (name) DO UPDATE SET last_started_at = EXCLUDED.last_started_at, \
+             runs = j.runs + 1 \
+             WHERE j.last_started_at <= $3 \
+             RETURNING runs",
+        )
+        .bind(job)
+        .bind(now.as_millis())
+        .bind(now.as_millis().saturating_sub(period_ms))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(started.is_some())
+    }
+
+    async fn periodic_runs(&self, job: &str) -> StoreResult<u64> {
+        let runs: Option<i64> =
+            sqlx::query_scalar("SELECT runs FROM periodic_jobs WHERE name = $1")
+                .bind(job)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(runs.map_or(0, |r| u64::try_from(r).unwrap_or(0)))
+    }
+
+    async fn announce_tasks(&self) -> StoreResult<()> {
+        // On a pool connection in autocommit, so it is delivered at once
+        // (a NOTIFY inside a transaction waits for its commit).
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(TASKS_CHANNEL)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn task_announcements(&self) -> StoreResult<Option<TaskAnnouncements>> {
+        // A pool of one connection of its own: the listener holds it for
+        // good, and `PgListener` reconnects through it.
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(self.options.clone());
+        // Listening before returning: announcements made from now on are
+        // received.
+        let listener = match listen(&listen_pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                listen_pool.close().await;
+                return Err(db_error(e));
+            }
+        };
+        let (tx, rx) = TaskAnnouncements::channel();
+        tokio::spawn(relay_announcements(
+            listen_pool,
+            listener,
+            tx,
+            self.pool.close_event(),
+        ));
+        Ok(Some(rx))
     }
 }
 

@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "push_subscriptions",
         include_str!("../migrations/0009_push_subscriptions.sql"),
     ),
+    (
+        10,
+        "periodic_jobs",
+        include_str!("../migrations/0010_periodic_jobs.sql"),
+    ),
 ];
 
 async fn lock(c: &mut PgConnection) -> StoreResult<()> {

@@ -1,13 +1,16 @@
 //! Two server replicas sharing one PostgreSQL database: concurrent claims
 //! and concurrent reaper passes never process a task twice, summaries
-//! scheduled on both are queued and sent once per period, and concurrent
-//! startups apply migrations once.
+//! scheduled on both are queued and sent once per period, a periodic job
+//! raced by both starts once per period, a task announcement made by one
+//! wakes the other (also after its listener lost its connection), and
+//! concurrent startups apply migrations once.
 
 use ai_review_domain::*;
 use ai_review_store::*;
 use ai_review_store_postgres::PgStore;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 const LEASE: i64 = 30_000;
 
@@ -283,7 +286,113 @@ async fn replicas_starting_together_apply_each_migration_once() {
             (6, "pushback".to_owned()),
             (7, "sessions".to_owned()),
             (8, "notifications".to_owned()),
-            (9, "push_subscriptions".to_owned())
+            (9, "push_subscriptions".to_owned()),
+            (10, "periodic_jobs".to_owned()),
         ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_periodic_job_raced_by_two_replicas_starts_once_per_period() {
+    const PERIOD: i64 = 60_000;
+    let (a, b) = two_replicas().await;
+    let t0 = 1_800_000_000_000;
+    for round in 0..100_i64 {
+        // Even rounds race to insert a new job's row, odd ones to update
+        // the row of one job due again (its last start was two rounds ago).
+        let job = if round % 2 == 0 {
+            format!("fresh-{round}")
+        } else {
+            "shared".to_owned()
+        };
+        let now = Timestamp::from_millis(t0 + round * PERIOD);
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let calls: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .map(|store| {
+                let (job, barrier) = (job.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.try_start_periodic(&job, now, PERIOD).await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for c in calls {
+            if c.await.expect("join").expect("try_start_periodic") {
+                won += 1;
+            }
+        }
+        assert_eq!(won, 1, "round {round}: exactly one replica starts {job}");
+    }
+    assert_eq!(a.periodic_runs("shared").await.expect("runs"), 50);
+    assert_eq!(b.periodic_runs("fresh-42").await.expect("runs"), 1);
+}
+
+async fn next(announcements: &mut TaskAnnouncements, within: Duration) -> Option<()> {
+    tokio::time::timeout(within, announcements.next())
+        .await
+        .expect("an announcement in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn task_announcements_reach_the_other_replica_until_it_closes() {
+    let (a, b) = two_replicas().await;
+    let mut on_b = b
+        .task_announcements()
+        .await
+        .expect("listen")
+        .expect("PostgreSQL offers announcements");
+    a.announce_tasks().await.expect("announce");
+    assert_eq!(next(&mut on_b, Duration::from_secs(5)).await, Some(()));
+    // Announcements in a burst may coalesce, but at least one arrives.
+    for _ in 0..3 {
+        a.announce_tasks().await.expect("announce");
+    }
+    assert_eq!(next(&mut on_b, Duration::from_secs(5)).await, Some(()));
+    // Closing the store ends its listeners.
+    b.close().await;
+    let mut ended = false;
+    for _ in 0..3 {
+        if next(&mut on_b, Duration::from_secs(5)).await.is_none() {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the announcements end when their store closes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listener_whose_connection_is_killed_reconnects_and_says_so() {
+    let url = ai_review_pg_testing::fresh_database_url().await;
+    let a = PgStore::connect(&url).await.expect("replica a");
+    let b = PgStore::connect(&url).await.expect("replica b");
+    let mut on_b = b
+        .task_announcements()
+        .await
+        .expect("listen")
+        .expect("PostgreSQL offers announcements");
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect");
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminate the listener");
+    assert_eq!(killed, vec![true], "one listener connection");
+    // Nobody announced anything: this item is the listener saying it is
+    // back and announcements may have been missed meanwhile.
+    assert_eq!(next(&mut on_b, Duration::from_secs(10)).await, Some(()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while on_b.try_next().is_some() {}
+    a.announce_tasks().await.expect("announce");
+    assert_eq!(
+        next(&mut on_b, Duration::from_secs(5)).await,
+        Some(()),
+        "the reconnected listener hears announcements again"
     );
 }

@@ -7,6 +7,13 @@
 //! a power cut can lose the last transactions, the usual WAL trade-off),
 //! foreign keys on, a 5 s busy timeout for other processes (backups, the
 //! CLI) touching the file.
+//!
+//! One server process per database: [`SqliteStore::connect`] takes an
+//! exclusive, non-blocking lock on the sidecar file `<database>.lock` and
+//! holds it until the store is closed or dropped, so a second server on the
+//! same file fails to start with an error saying so (and pointing at
+//! PostgreSQL for several replicas) instead of running with wake-ups and a
+//! writer that only cover itself. In-memory databases take no lock.
 
 use ai_review_domain::{
     ApiKeyDigest, ApiKeyId, Attempt, ConfigId, ConfigKind, Email, NotificationId, PlatformType,
@@ -25,18 +32,22 @@ use ai_review_store::{
     NewReview, NewSession, NewUser, Notification, NotificationFilter, NotificationOutcome,
     NotificationStats, PhaseReport, Project, ProjectFilter, ProjectStats, ProjectUpsert, PushJob,
     PushState, PushSubscription, ReapReport, Review, ReviewFilter, Runner, RunnerRegistration,
-    Session, Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef,
-    TaskResult, TaskTiming, User, UserUpdate, WebhookEvent, WebhookEventFilter, api_key_columns,
-    authenticate_query, config_item_columns, notification_columns, policy, project_columns,
-    push_subscription_columns, review_columns, runner_columns, task_columns, user_columns,
-    webhook_event_columns,
+    Session, Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAnnouncements, TaskAttempt,
+    TaskEvent, TaskRef, TaskResult, TaskTiming, User, UserUpdate, WebhookEvent, WebhookEventFilter,
+    api_key_columns, authenticate_query, config_item_columns, notification_columns, policy,
+    project_columns, push_subscription_columns, review_columns, runner_columns, task_columns,
+    user_columns, webhook_event_columns,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 mod migrate;
@@ -70,15 +81,96 @@ macro_rules! notification_filter {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The locked `<database>.lock` file, held while the store is open
+    /// (shared by clones, released when the last one is dropped or at
+    /// [`Store::close`]); `None` for in-memory and unlocked databases.
+    lock: Arc<Mutex<Option<File>>>,
+}
+
+/// The lock file of the database file `db`: `<db>.lock`.
+fn lock_path(db: &Path) -> PathBuf {
+    let mut name = OsString::from(db.as_os_str());
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Whether `url` (parsed as `opts`) opens a database that lives only in
+/// this process: `sqlite::memory:` (which `sqlx` names
+/// `file:sqlx-in-memory-<n>`), `mode=memory`, or SQLite's private
+/// temporary database behind an empty file name.
+fn in_memory(url: &str, opts: &SqliteConnectOptions) -> bool {
+    let name = opts.get_filename();
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    name.as_os_str().is_empty()
+        || name == Path::new(":memory:")
+        || name.to_string_lossy().starts_with("file:sqlx-in-memory-")
+        || query.split('&').any(|pair| pair == "mode=memory")
+}
+
+/// Takes the exclusive lock on the lock file of the database file `db`
+/// without waiting. [`StoreError::Conflict`] naming both files if another
+/// process (or another open store in this one) holds it.
+fn lock_database(db: &Path) -> StoreResult<File> {
+    let lock = lock_path(db);
+    let io_error = |what: &str, e: std::io::Error| {
+        StoreError::Backend(Box::new(std::io::Error::new(
+            e.kind(),
+            format!("cannot {what} the lock file {}: {e}", lock.display()),
+        )))
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock)
+        .map_err(|e| io_error("open", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Conflict(format!(
+            "another ai-review process is using the SQLite database {} (its lock file {} is \
+             held). SQLite supports one server process: stop the other one, or use PostgreSQL \
+             (DATABASE_URL=postgres://...) to run several replicas",
+            db.display(),
+            lock.display()
+        ))),
+        Err(TryLockError::Error(e)) => Err(io_error("lock", e)),
+    }
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url`
     /// (`sqlite:///path/to/file.db` or `sqlite://file.db`) and runs pending
     /// migrations.
+    ///
+    /// A file database is first locked for this store alone (see the crate
+    /// docs): [`StoreError::Conflict`], naming the database and its lock
+    /// file, if another process, or another store of this process, has it
+    /// open. `sqlite::memory:` takes no lock.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(db_error)?
+        Self::open(url, true).await
+    }
+
+    /// Opens the database like [`SqliteStore::connect`] but without taking
+    /// its lock file, so it succeeds beside a running server: for
+    /// short-lived tools (an admin command, a backup check) whose few
+    /// writes SQLite's busy timeout serialises with the server's. Never for
+    /// a server, whose wake-ups and single writer cover its own process
+    /// only.
+    pub async fn connect_unlocked(url: &str) -> StoreResult<Self> {
+        Self::open(url, false).await
+    }
+
+    async fn open(url: &str, exclusive: bool) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::from_str(url).map_err(db_error)?;
+        // Locked before the first connection, so a refused open never
+        // touches the database (not even to migrate it).
+        let lock = if exclusive && !in_memory(url, &opts) {
+            Some(lock_database(opts.get_filename())?)
+        } else {
+            None
+        };
+        let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -96,7 +188,11 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await
             .map_err(db_error)?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            lock: Arc::new(Mutex::new(lock)),
+        })
     }
 }
 
@@ -385,6 +481,13 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+        // Every connection is closed: another process may have the file.
+        drop(
+            self.lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     async fn create_user(&self, u: NewUser) -> StoreResult<User> {
@@ -2101,6 +2204,50 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected())
+    }
+
+    async fn try_start_periodic(
+        &self,
+        job: &str,
+        now: Timestamp,
+        period_ms: i64,
+    ) -> StoreResult<bool> {
+        // One statement on the one writer connection: concurrent callers
+        // are serialised, and only the first of a period passes the WHERE.
+        let started: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO periodic_jobs (name, last_started_at, runs) VALUES (?1, ?2, 1) \
+             ON CONFLICT (name) DO UPDATE SET last_started_at = excluded.last_started_at, \
+             runs = periodic_jobs.runs + 1 \
+             WHERE periodic_jobs.last_started_at <= ?3 \
+             RETURNING runs",
+        )
+        .bind(job)
+        .bind(now.as_millis())
+        .bind(now.as_millis().saturating_sub(period_ms))
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db_error)?;
+        Ok(started.is_some())
+    }
+
+    async fn periodic_runs(&self, job: &str) -> StoreResult<u64> {
+        let runs: Option<i64> =
+            sqlx::query_scalar("SELECT runs FROM periodic_jobs WHERE name = ?1")
+                .bind(job)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_error)?;
+        Ok(runs.map_or(0, |r| u64::try_from(r).unwrap_or(0)))
+    }
+
+    /// One process only (the lock file sees to it): the in-process
+    /// wake-ups reach every poll, so there is nobody else to tell.
+    async fn announce_tasks(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn task_announcements(&self) -> StoreResult<Option<TaskAnnouncements>> {
+        Ok(None)
     }
 }
 

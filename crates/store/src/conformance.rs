@@ -58,6 +58,9 @@ macro_rules! conformance_suite {
             push_subscriptions_list_per_user_or_all_oldest_first,
             push_subscription_deletes_report_what_they_deleted,
             push_subscription_ids_taken_by_another_endpoint_conflict,
+            periodic_jobs_start_once_per_period,
+            concurrent_periodic_starts_elect_exactly_one,
+            task_announcements_reach_listeners_or_are_absent,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -3663,4 +3666,115 @@ pub async fn push_subscription_ids_taken_by_another_endpoint_conflict(store: Dyn
         Some(first.clone())
     );
     assert_eq!(subs_of(&store, None).await, vec![first.id]);
+}
+
+// ----- several replicas ---------------------------------------------------
+
+const PERIOD: i64 = 60_000;
+
+/// A periodic job starts on the first call, not again within its period
+/// (the same instant included), again once the period passed (measured
+/// from the last start), and each job keeps its own schedule.
+pub async fn periodic_jobs_start_once_per_period(store: DynStore) {
+    let start = |job: &'static str, now: Timestamp| {
+        let store = store.clone();
+        async move {
+            store
+                .try_start_periodic(job, now, PERIOD)
+                .await
+                .expect("try_start_periodic")
+        }
+    };
+    let runs = |job: &'static str| {
+        let store = store.clone();
+        async move { store.periodic_runs(job).await.expect("periodic_runs") }
+    };
+    assert_eq!(runs("sweep").await, 0, "never started");
+    assert!(start("sweep", at(0)).await, "the first call starts the job");
+    assert_eq!(runs("sweep").await, 1);
+    assert!(
+        !start("sweep", at(0)).await,
+        "a second call at the same now"
+    );
+    assert!(
+        !start("sweep", at(PERIOD - 1)).await,
+        "before the period ends"
+    );
+    assert!(!start("sweep", at(-5_000)).await, "a lagging clock");
+    assert_eq!(runs("sweep").await, 1, "refused calls are not runs");
+    assert!(start("sweep", at(PERIOD)).await, "once the period passed");
+    assert_eq!(runs("sweep").await, 2);
+    // The next period counts from the last start, not from the first.
+    assert!(!start("sweep", at(2 * PERIOD - 1)).await);
+    assert!(start("sweep", at(3 * PERIOD + 7)).await, "a late start");
+    assert!(!start("sweep", at(4 * PERIOD)).await, "one period after it");
+    assert!(start("sweep", at(4 * PERIOD + 7)).await);
+    assert_eq!(runs("sweep").await, 4);
+
+    // Independent jobs: starting one neither starts nor blocks another.
+    assert_eq!(runs("summary").await, 0);
+    assert!(start("summary", at(4 * PERIOD + 8)).await);
+    assert!(!start("summary", at(4 * PERIOD + 9)).await);
+    assert!(!start("sweep", at(4 * PERIOD + 9)).await);
+    assert_eq!(runs("summary").await, 1);
+    assert_eq!(runs("sweep").await, 4);
+}
+
+/// Many callers asking at the same instant, concurrently, for the first
+/// start (the row does not exist yet) and then for later periods (the row
+/// exists): each time exactly one is told to run.
+pub async fn concurrent_periodic_starts_elect_exactly_one(store: DynStore) {
+    for round in 0..5 {
+        let now = at(round * PERIOD);
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.try_start_periodic("race", now, PERIOD).await })
+            })
+            .collect();
+        let mut won = 0;
+        for c in calls {
+            if c.await.expect("join").expect("try_start_periodic") {
+                won += 1;
+            }
+        }
+        assert_eq!(won, 1, "round {round}: exactly one caller starts the job");
+    }
+    assert_eq!(store.periodic_runs("race").await.expect("runs"), 5);
+}
+
+/// Announcing always succeeds. A backend that offers announcements
+/// delivers one made by the same store to its listener (another store on
+/// the same database is each backend's own test); SQLite offers none.
+pub async fn task_announcements_reach_listeners_or_are_absent(store: DynStore) {
+    store
+        .announce_tasks()
+        .await
+        .expect("announce without listeners");
+    let listening = store.task_announcements().await.expect("listen");
+    let Some(mut announcements) = listening else {
+        assert_eq!(
+            store.backend_name(),
+            "sqlite",
+            "only the one-process backend may offer no announcements"
+        );
+        return;
+    };
+    assert_ne!(store.backend_name(), "sqlite", "SQLite offers none");
+    store.announce_tasks().await.expect("announce");
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), announcements.next())
+        .await
+        .expect("the announcement arrives within 5 s");
+    assert_eq!(got, Some(()));
+    // A second listener on the same store receives announcements too.
+    let mut second = store
+        .task_announcements()
+        .await
+        .expect("listen again")
+        .expect("announcements");
+    store.announce_tasks().await.expect("announce again");
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), second.next())
+        .await
+        .expect("the second listener hears it within 5 s");
+    assert_eq!(got, Some(()));
 }

@@ -59,7 +59,50 @@
 //! subscribed. Saving an endpoint again updates it in place
 //! ([`Store::save_push_subscription`]), so a browser has one subscription
 //! however often it subscribes.
+//!
+//! # Periodic jobs
+//!
+//! A job every server replica schedules (a cleanup sweep, a summary) but
+//! that must run once per period across them asks
+//! [`Store::try_start_periodic`] before running: the store keeps each
+//! job's last start in `periodic_jobs`, and one statement
+//! (`INSERT … ON CONFLICT (name) DO UPDATE … WHERE … RETURNING`) both
+//! checks that a period passed since then and records the new start, so of
+//! any number of replicas asking at the same instant exactly one is told to
+//! run (PostgreSQL: the row lock the upsert takes; SQLite: the one writer).
+//! The period is the caller's; the runs are counted
+//! ([`Store::periodic_runs`]) for tests and metrics.
+//!
+//! # Task announcements
+//!
+//! Runners long-poll for tasks. The server wakes the polls it holds when a
+//! task is queued in the same process; with several replicas, a task
+//! queued through one must also wake the polls held by the others. After
+//! the transaction that made tasks claimable has committed, the server
+//! calls [`Store::announce_tasks`], and every process listening through
+//! [`Store::task_announcements`] receives an item ([`TaskAnnouncements`])
+//! and re-checks the queue. PostgreSQL: `pg_notify` on the channel
+//! `ai_review_tasks` and a `LISTEN` connection per listener that
+//! reconnects with backoff after errors and then yields an extra item
+//! (announcements sent while it was disconnected are lost). SQLite: one
+//! process only (below), so announcing does nothing and there is nothing to
+//! listen to (`None`). Announcements are a latency optimisation: a poll
+//! still re-checks the queue periodically, so a lost one delays a claim,
+//! never loses a task.
+//!
+//! # One SQLite process
+//!
+//! A SQLite database serves one server process: its file-level locking
+//! allows one writer, and the process-local wake-ups above would not reach
+//! a second process. Opening a file database therefore takes an exclusive,
+//! non-blocking lock on a sidecar file `<database path>.lock` (`flock` on
+//! Unix) and holds it while the store is open; a second open, from another
+//! process or the same one, fails with an error naming the file and
+//! pointing at PostgreSQL for several replicas. The lock file itself is left
+//! in place (deleting it could let two processes lock two different
+//! files); only the lock on it matters. In-memory databases take no lock.
 
+mod announce;
 mod error;
 mod model;
 pub mod policy;
@@ -69,6 +112,7 @@ pub mod conformance;
 #[cfg(feature = "sql")]
 pub mod rows;
 
+pub use announce::{AnnouncementSender, TaskAnnouncements};
 pub use error::StoreError;
 pub use model::*;
 
@@ -558,4 +602,44 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes every subscription (the server's push keys were replaced, so
     /// none of them can be pushed to any more); returns how many.
     async fn delete_all_push_subscriptions(&self) -> StoreResult<u64>;
+
+    // ----- several replicas ---------------------------------------------------
+
+    /// Starts the periodic job `job` if it is due: atomically, when the job
+    /// has never started or last started at or before `now - period_ms`,
+    /// records `now` as its last start, counts a run, and returns `true`;
+    /// otherwise changes nothing and returns `false`.
+    ///
+    /// One statement (`INSERT … ON CONFLICT (name) DO UPDATE … WHERE …
+    /// RETURNING`), so of any number of callers racing for one period, on
+    /// this replica or others, exactly one gets `true`. A `now` earlier
+    /// than the last start (a replica whose clock lags) gets `false`.
+    async fn try_start_periodic(
+        &self,
+        job: &str,
+        now: Timestamp,
+        period_ms: i64,
+    ) -> StoreResult<bool>;
+
+    /// How many times `job` was started by [`Store::try_start_periodic`]
+    /// (0 if never).
+    async fn periodic_runs(&self, job: &str) -> StoreResult<u64>;
+
+    /// Tells the other processes sharing the database that tasks became
+    /// claimable, so they wake their long-polling runners. Call it after
+    /// the transaction that queued (or re-queued) the tasks has committed;
+    /// it runs outside any transaction. PostgreSQL: `pg_notify` on the
+    /// channel `ai_review_tasks`. SQLite: nothing (one process only).
+    async fn announce_tasks(&self) -> StoreResult<()>;
+
+    /// Starts listening for [`Store::announce_tasks`] from any process
+    /// sharing the database, this one included: each call gets its own
+    /// listener, running until the returned value is dropped or the store is
+    /// closed. Announcements made after this returns are received.
+    /// PostgreSQL: a dedicated `LISTEN ai_review_tasks` connection that
+    /// reconnects with backoff after errors and yields an extra item after
+    /// each reconnect (announcements may have been missed meanwhile); an
+    /// error only if the first connection fails. SQLite: `None`, as no
+    /// other process can share the database.
+    async fn task_announcements(&self) -> StoreResult<Option<TaskAnnouncements>>;
 }
