@@ -284,7 +284,7 @@ async fn shutdown_signal() {
 }
 
 async fn admin(a: AdminArgs) -> anyhow::Result<()> {
-    let store = open_store(&a.db.url()).await?;
+    let store = ai_review_server::open_store_beside_server(&a.db.url()).await?;
     match a.command {
         AdminCommand::CreateUser {
             email,

@@ -558,7 +558,15 @@ async fn embedded(args: &ReviewArgs, change: &Change) -> Res<ReviewView> {
     let daemon = GitDaemon::start(&change.root)?;
     let url = resolve_database_url(args.data_dir.as_deref(), None)
         .replace("ai-review.db", "local-review.db");
-    let store = open_store(&url).await.map_err(anyhow::Error::from)?;
+    let store = open_store(&url).await.map_err(|e| {
+        if e.to_string().contains("lock file") {
+            anyhow::anyhow!(
+                "another `ai-review review` is running with the same data directory ({url}); wait for it to finish, or give this one its own with --data-dir"
+            )
+        } else {
+            anyhow::Error::from(e)
+        }
+    })?;
     let user = local_user(&store).await?;
     let secret = ApiKeySecret::generate();
     let key = store

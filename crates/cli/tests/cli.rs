@@ -1,6 +1,6 @@
 //! The `ai-review` binary: admin commands against a real SQLite file, the
-//! server's configuration errors, and a server started, queried and
-//! stopped with SIGTERM.
+//! server's configuration errors, and a server started, queried (a second
+//! one on the same SQLite file refused) and stopped with SIGTERM.
 
 use ai_review_domain::{ApiKeySecret, Email, Role, Timestamp};
 use ai_review_store::Store;
@@ -210,6 +210,27 @@ async fn server_starts_answers_and_stops_gracefully_on_sigterm() {
         dir.path().join("ai-review.db").exists(),
         "the default database lives in the data directory"
     );
+    // A second server on the same SQLite file is refused, saying why and
+    // what to do; admin commands still work beside the running server.
+    let second = bin(dir.path())
+        .args(["server", "--host", "127.0.0.1", "--port", "0"])
+        .output()
+        .expect("second server");
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another ai-review process is using the SQLite database")
+            && err.contains("PostgreSQL"),
+        "{err}"
+    );
+    run_ok(bin(dir.path()).args([
+        "admin",
+        "create-user",
+        "--email",
+        "beside@example.com",
+        "--password",
+        "password123",
+    ]));
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")

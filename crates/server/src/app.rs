@@ -54,6 +54,8 @@ pub struct AppState {
     /// Login and setup attempts per client IP (password guessing costs an
     /// Argon2 verification each): 10 a minute after a burst of 20.
     pub login_limiter: Arc<Limiter>,
+    /// This server's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ impl AppState {
             runner_owners: Arc::default(),
             forge_http: ai_review_forge::http_client(std::time::Duration::from_secs(30))
                 .unwrap_or_default(),
+            metrics: Arc::default(),
             login_limiter: Arc::new(Limiter::with_quota(
                 governor::Quota::per_minute(
                     std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
@@ -89,7 +92,7 @@ impl AppState {
 /// Builds the router for `state`.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.body_limit_bytes;
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/api/health", get(routes::health::health))
         .route("/api/me", get(routes::keys::me))
         .route(
@@ -257,11 +260,18 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dashboard::router())
         .fallback(not_found);
 
+    if state.settings.metrics_listen.is_none() {
+        api = api.route("/metrics", get(metrics_page));
+    }
     api.layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(middleware::from_fn(plain_errors_to_envelope))
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -287,6 +297,56 @@ async fn not_found(req: Request) -> Response {
 /// The dashboard's content security policy: everything from this server
 /// only, no inline script or style, no framing, forms post only here.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
+
+/// Counts each answer and its latency by method, route template (never
+/// the raw path: ids would make a series per review) and status.
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    state.metrics.inc(
+        "ai_review_http_requests_total",
+        vec![
+            ("method", method.clone()),
+            ("route", route.clone()),
+            ("code", resp.status().as_u16().to_string()),
+        ],
+        1,
+    );
+    state.metrics.observe(
+        "ai_review_http_request_duration_seconds",
+        vec![("method", method), ("route", route)],
+        elapsed,
+    );
+    resp
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics_page(State(state): State<AppState>) -> Response {
+    match crate::metrics::gauges(&state).await {
+        Ok(g) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            state.metrics.render(&g),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: the database did not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database did not answer; see the server log",
+            )
+                .into_response()
+        }
+    }
+}
 
 /// Headers on every answer: no MIME sniffing, no framing, no referrer to
 /// other sites; on pages also the CSP and `no-store` (a page may show a

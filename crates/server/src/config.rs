@@ -113,6 +113,18 @@ pub struct ServerConfig {
     #[arg(long, env = "NOTIFY_TIMEOUT_MS", default_value_t = 10_000)]
     pub notify_timeout_ms: u64,
 
+    /// How often a held long-poll looks at the queue without a wake-up.
+    /// Enqueues wake polls at once (across replicas too, on PostgreSQL);
+    /// this is the fallback for a missed wake-up.
+    #[arg(long, env = "POLL_RECHECK_MS", default_value_t = 1_000)]
+    pub poll_recheck_ms: u64,
+
+    /// Serve `GET /metrics` on this address only (e.g. `127.0.0.1:9464`,
+    /// reachable by Prometheus but not by the public); unset: on the main
+    /// listener.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+
     /// A PEM file of CA certificates trusted for the SMTP server's TLS
     /// certificate, besides the Mozilla roots (a relay with a private CA).
     #[arg(long, env = "NOTIFY_SMTP_CA_FILE")]
@@ -181,6 +193,7 @@ impl ServerConfig {
             ("REAPER_INTERVAL_MS", self.reaper_interval_ms),
             ("TASK_LOG_MAX_BYTES", self.task_log_max_bytes),
             ("NOTIFY_TIMEOUT_MS", self.notify_timeout_ms),
+            ("POLL_RECHECK_MS", self.poll_recheck_ms),
         ] {
             if v == 0 {
                 problems.push(format!("{name} must be greater than 0"));
@@ -235,11 +248,25 @@ impl ServerConfig {
                 }
             },
         };
+        let metrics_listen = match self.metrics_addr.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(a) => match a.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    problems.push(format!(
+                        "METRICS_ADDR={a:?} is not an address with a port, e.g. 127.0.0.1:9464"
+                    ));
+                    None
+                }
+            },
+        };
         if !problems.is_empty() {
             return Err(problems.join("; "));
         }
         Ok(Settings {
             smtp_extra_roots,
+            metrics_listen,
+            poll_recheck: Duration::from_millis(self.poll_recheck_ms),
             listen: SocketAddr::new(ip, self.port),
             heartbeat_timeout: Duration::from_millis(self.runner_heartbeat_timeout_ms),
             lease: Duration::from_millis(self.task_lease_ms),
@@ -346,6 +373,10 @@ pub struct Settings {
     pub notify_timeout: Duration,
     /// Extra CA certificates (PEM) for the SMTP server's TLS.
     pub smtp_extra_roots: Option<String>,
+    /// A separate listener for `/metrics` (else on the main one).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Long-poll re-check interval without a wake-up.
+    pub poll_recheck: Duration,
 }
 
 /// How dashboard sessions and their cookie behave.
@@ -389,6 +420,8 @@ impl Default for Settings {
             public_url: None,
             notify_timeout: Duration::from_secs(10),
             smtp_extra_roots: None,
+            metrics_listen: None,
+            poll_recheck: Duration::from_secs(1),
             session: SessionSettings {
                 secure: false,
                 same_site_strict: false,

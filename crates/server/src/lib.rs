@@ -19,6 +19,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod notify;
 pub mod passwords;
 pub mod pushback;
@@ -31,4 +32,4 @@ pub mod startup;
 pub mod webhooks;
 
 pub use config::ServerConfig;
-pub use startup::{RunningServer, open_store};
+pub use startup::{RunningServer, open_store, open_store_beside_server};

@@ -1,11 +1,11 @@
-//! The queue's moving parts in the server: in-process wake-ups for
-//! long-polling runners, and the reaper that enforces leases, expiry and
-//! runner liveness.
+//! The queue's moving parts in the server: wake-ups for long-polling
+//! runners (in process, and across replicas through the store's
+//! announcements), and the reaper that enforces leases, expiry and runner
+//! liveness, once per period across replicas.
 
 use crate::app::AppState;
 use crate::config::millis;
 use ai_review_store::StoreResult;
-use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Wakes long-polling runners when tasks become claimable in this process
@@ -28,8 +28,39 @@ impl TaskWake {
     }
 }
 
-/// How often a waiting long-poll re-checks the queue without a wake-up.
-pub const POLL_RECHECK: Duration = Duration::from_millis(1_000);
+/// Tasks became claimable here (enqueue, re-queue): wakes this process's
+/// long-polls at once and announces it to the other replicas (PostgreSQL
+/// `NOTIFY`, sent after the enqueue committed). A failed announcement only
+/// costs the other replicas their poll re-check interval.
+pub async fn tasks_ready(state: &AppState) {
+    state.wake.wake_all();
+    if let Err(e) = state.store.announce_tasks().await {
+        tracing::warn!(error = %e, "could not announce new tasks to other replicas; they find them at their next re-check");
+    }
+}
+
+/// Relays the store's cross-replica task announcements to this process's
+/// long-polls until shutdown. Returns at once on a single-process store.
+pub async fn relay_announcements(state: AppState) {
+    let mut ann = match state.store.task_announcements().await {
+        Ok(Some(a)) => a,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for other replicas' tasks; long-polls re-check every interval instead");
+            return;
+        }
+    };
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            got = ann.next() => match got {
+                Some(()) => state.wake.wake_all(),
+                None => return,
+            },
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
 
 /// What one reaper pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -55,7 +86,22 @@ pub async fn reap_once(state: &AppState) -> StoreResult<ReaperPass> {
         .reap_expired_leases(now, now.plus_millis(millis(s.unclaimed_expiry)))
         .await?;
     if !report.requeued.is_empty() {
-        state.wake.wake_all();
+        tasks_ready(state).await;
+    }
+    state
+        .metrics
+        .inc("ai_review_reaper_runs_total", Vec::new(), 1);
+    for (what, n) in [
+        ("requeued", report.requeued.len()),
+        ("failed", report.failed.len()),
+    ] {
+        if n > 0 {
+            state.metrics.inc(
+                "ai_review_task_lease_expiries_total",
+                vec![("outcome", what.to_owned())],
+                n as u64,
+            );
+        }
     }
     for id in &report.requeued {
         tracing::warn!(task.id = %id, "lease expired; task re-queued");
@@ -63,6 +109,7 @@ pub async fn reap_once(state: &AppState) -> StoreResult<ReaperPass> {
     for id in &report.failed {
         tracing::warn!(task.id = %id, "lease expired on the last attempt; task failed");
         if let Some(task) = state.store.get_task(id).await? {
+            crate::metrics::task_finished(state, &task).await;
             crate::notify::task_finished(state, &task).await;
         }
     }
@@ -70,6 +117,7 @@ pub async fn reap_once(state: &AppState) -> StoreResult<ReaperPass> {
     for id in &expired {
         tracing::warn!(task.id = %id, "task expired unclaimed");
         if let Some(task) = state.store.get_task(id).await? {
+            crate::metrics::task_finished(state, &task).await;
             crate::notify::task_finished(state, &task).await;
         }
     }
@@ -96,7 +144,13 @@ pub async fn reap_once(state: &AppState) -> StoreResult<ReaperPass> {
     })
 }
 
-/// Runs [`reap_once`] every `reaper_interval` until shutdown.
+/// The name under which reaper passes are counted across replicas.
+pub const REAPER_JOB: &str = "reaper";
+
+/// Runs [`reap_once`] every `reaper_interval` until shutdown, skipping the
+/// ticks another replica already took: the store hands each period (nine
+/// tenths of the interval, so timer jitter never skips a whole period) to
+/// one replica only.
 pub async fn run_reaper(state: AppState) {
     let mut shutdown = state.shutdown.clone();
     let mut tick = tokio::time::interval(state.settings.reaper_interval);
@@ -104,8 +158,15 @@ pub async fn run_reaper(state: AppState) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(e) = reap_once(&state).await {
-                    tracing::error!(error = %e, "reaper pass failed; retrying next tick");
+                let period = millis(state.settings.reaper_interval) * 9 / 10;
+                match state.store.try_start_periodic(REAPER_JOB, state.clock.now(), period).await {
+                    Ok(true) => {
+                        if let Err(e) = reap_once(&state).await {
+                            tracing::error!(error = %e, "reaper pass failed; retrying next tick");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "reaper: the database did not answer; retrying next tick"),
                 }
             }
             _ = shutdown.changed() => break,

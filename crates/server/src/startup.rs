@@ -42,6 +42,17 @@ pub enum OpenStoreError {
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`),
 /// creating the SQLite file's directory if needed, and runs migrations.
 pub async fn open_store(url: &str) -> Result<DynStore, OpenStoreError> {
+    open(url, true).await
+}
+
+/// Like [`open_store`], but a SQLite database is opened without taking
+/// its server lock: for short-lived admin commands (`ai-review admin …`)
+/// that may run beside the server. Never for a server.
+pub async fn open_store_beside_server(url: &str) -> Result<DynStore, OpenStoreError> {
+    open(url, false).await
+}
+
+async fn open(url: &str, lock: bool) -> Result<DynStore, OpenStoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let file = path.split('?').next().unwrap_or(path);
         if let Some(dir) = Path::new(file)
@@ -53,12 +64,15 @@ pub async fn open_store(url: &str) -> Result<DynStore, OpenStoreError> {
                 source,
             })?;
         }
-        let s = SqliteStore::connect(url)
-            .await
-            .map_err(|source| OpenStoreError::Store {
-                backend: "sqlite",
-                source,
-            })?;
+        let s = if lock {
+            SqliteStore::connect(url).await
+        } else {
+            SqliteStore::connect_unlocked(url).await
+        }
+        .map_err(|source| OpenStoreError::Store {
+            backend: "sqlite",
+            source,
+        })?;
         Ok(Arc::new(s))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let s = PgStore::connect(url)
@@ -78,6 +92,7 @@ pub async fn open_store(url: &str) -> Result<DynStore, OpenStoreError> {
 pub struct RunningServer {
     /// The bound address (port 0 resolved).
     pub addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     /// The shared state (tests drive the reaper through it).
     pub state: AppState,
     shutdown: watch::Sender<bool>,
@@ -103,6 +118,26 @@ impl RunningServer {
         let state = AppState::new(settings, store, clock, rx.clone());
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let mut stop = rx.clone();
+        let metrics = match state.settings.metrics_listen {
+            Some(at) => {
+                let l = tokio::net::TcpListener::bind(at).await?;
+                let metrics_addr = l.local_addr()?;
+                let app = axum::Router::new()
+                    .route("/metrics", axum::routing::get(crate::app::metrics_page))
+                    .with_state(state.clone());
+                let mut stop = rx.clone();
+                tracing::info!(metrics.addr = %metrics_addr, "metrics listening");
+                tokio::spawn(async move {
+                    let _ = axum::serve(l, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await;
+                });
+                Some(metrics_addr)
+            }
+            None => None,
+        };
         let http = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -110,6 +145,9 @@ impl RunningServer {
                 })
                 .await
         });
+        // Long-polls need other replicas' wake-ups whether or not this
+        // process runs the background workers.
+        tokio::spawn(crate::queue::relay_announcements(state.clone()));
         let reaper = background_reaper.then(|| {
             let pusher = tokio::spawn(crate::pushback::run::run_pusher(
                 state.clone(),
@@ -131,11 +169,17 @@ impl RunningServer {
         tracing::info!(listen.addr = %addr, database = state.store.backend_name(), "server listening");
         Ok(Self {
             addr,
+            metrics_addr: metrics,
             state,
             shutdown: tx,
             http,
             reaper,
         })
+    }
+
+    /// The metrics listener's address, when `METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The base URL, e.g. `http://127.0.0.1:41234`.

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod docker;
 pub mod git;
+pub mod prom;
 pub mod push;
 pub mod smtp;
 pub mod web;

@@ -703,6 +703,16 @@ pub async fn notify_once(state: &AppState) -> ApiResult<usize> {
                 },
                 Err(e) => NotificationOutcome::Failed { error: e.reason },
             };
+            let what = match &outcome {
+                NotificationOutcome::Sent => "sent",
+                NotificationOutcome::Retry { .. } => "retry",
+                NotificationOutcome::Failed { .. } => "failed",
+            };
+            state.metrics.inc(
+                "ai_review_notifications_total",
+                vec![("channel", d.channel.as_str().to_owned()), ("outcome", what.to_owned())],
+                1,
+            );
             match &outcome {
                 NotificationOutcome::Sent => {
                     tracing::info!(notification.id = %d.id, channel = %d.channel, "notification sent");

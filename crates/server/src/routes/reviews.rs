@@ -128,7 +128,7 @@ pub async fn enqueue(state: &AppState, e: Enqueue) -> ApiResult<(Review, Task)> 
             now,
         })
         .await?;
-    state.wake.wake_all();
+    crate::queue::tasks_ready(state).await;
     tracing::info!(review.id = %review.id, task.id = %task.id, "review queued");
     Ok((review, task))
 }
@@ -293,7 +293,7 @@ pub async fn retry(
             },
         )
         .await?;
-    state.wake.wake_all();
+    crate::queue::tasks_ready(&state).await;
     tracing::info!(review.id = %new_review.id, retry_of = %review.id, "review queued again");
     let view = detail(&state, new_review).await?;
     Ok((StatusCode::ACCEPTED, ok(view)))

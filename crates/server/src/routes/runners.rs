@@ -10,7 +10,6 @@ use crate::auth::Caller;
 use crate::config::millis;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::queue::POLL_RECHECK;
 use crate::routes::views;
 use ai_review_domain::{RunnerId, TagSet, TaskId, TaskState, Timestamp};
 use ai_review_protocol::Envelope;
@@ -243,6 +242,11 @@ pub async fn pending(
             })
             .await?;
         if !tasks.is_empty() {
+            state.metrics.inc(
+                "ai_review_task_claims_total",
+                Vec::new(),
+                tasks.len() as u64,
+            );
             for t in &tasks {
                 tracing::info!(task.id = %t.id, runner.id = %runner.id, task.attempt = %t.attempt, "task claimed");
             }
@@ -256,7 +260,7 @@ pub async fn pending(
         if now_i >= deadline || *shutdown.borrow() {
             return Ok(ok(Vec::new()));
         }
-        let recheck = (now_i + POLL_RECHECK).min(deadline);
+        let recheck = (now_i + state.settings.poll_recheck).min(deadline);
         tokio::select! {
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(recheck) => {}
@@ -406,9 +410,10 @@ pub async fn result(
         )
         .await?;
     if out.task.state == TaskState::Pending {
-        state.wake.wake_all();
+        crate::queue::tasks_ready(&state).await;
     }
     if out.task.state.is_terminal() && !out.duplicate {
+        crate::metrics::task_finished(&state, &out.task).await;
         crate::notify::task_finished(&state, &out.task).await;
     }
     if !out.duplicate {
