@@ -94,6 +94,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.body_limit_bytes;
     let mut api = Router::new()
         .route("/api/health", get(routes::health::health))
+        .route("/api/openapi.json", get(crate::openapi::serve))
         .route("/api/me", get(routes::keys::me))
         .route(
             "/api/api-keys",

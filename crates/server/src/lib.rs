@@ -21,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod passwords;
 pub mod pushback;
 pub mod queue;

@@ -200,3 +200,30 @@ async fn metrics_can_listen_apart_from_the_api() {
     let m = scrape(&format!("http://{addr}")).await;
     assert!(m.types.contains_key("ai_review_tasks"));
 }
+
+/// The served OpenAPI document passes an independent validator
+/// (`openapi-spec-validator` from PyPI, installed by `.ci/run`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_and_validates() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let r = reqwest::get(format!("{}/api/openapi.json", app.url()))
+        .await
+        .expect("openapi");
+    assert_eq!(r.status().as_u16(), 200, "public, no login");
+    let doc: serde_json::Value = r.json().await.expect("json");
+    assert!(doc["paths"]["/api/reviews/{id}"]["get"].is_object());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, doc.to_string()).expect("write");
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .expect("python3 (install openapi-spec-validator: see .ci/run)");
+    assert!(
+        out.status.success(),
+        "the validator refused the document:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
