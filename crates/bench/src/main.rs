@@ -14,12 +14,16 @@
 //! * `heartbeats`: 16 runners heartbeat as fast as they can; heartbeats per
 //!   second and latency.
 //! * `rss`: the `ai-review server` binary's resident memory when idle.
+//! * `replica-wakeup`, `replica-throughput`: two server replicas on one
+//!   PostgreSQL (`--database-url postgres://…`, or a throwaway cluster
+//!   started like the test suites'); see [`replicas`].
 //!
 //! Clients and server share the machine's cores, as they would in any
 //! single-host benchmark; results are in `docs/benchmarks.md`.
 
 mod containers;
 mod executor;
+mod replicas;
 
 use ai_review_domain::{
     ApiKeyId, ApiKeySecret, Email, Permission, Role, RunnerId, RunnerStatus, TaskOutcome,
@@ -29,7 +33,7 @@ use ai_review_protocol::client::{Registration, RunnerClient};
 use ai_review_server::clock::SystemClock;
 use ai_review_server::config::Settings;
 use ai_review_server::{RunningServer, open_store};
-use ai_review_store::{NewApiKey, NewUser};
+use ai_review_store::{DynStore, NewApiKey, NewUser};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use std::sync::Arc;
@@ -66,6 +70,15 @@ struct Args {
     /// Seconds of heartbeating.
     #[arg(long, default_value_t = 5)]
     heartbeat_secs: u64,
+    /// Samples per run of `replica-wakeup`.
+    #[arg(long, default_value_t = 200)]
+    wakeup_samples: usize,
+    /// Tasks per run of `replica-throughput`.
+    #[arg(long, default_value_t = 2000)]
+    replica_tasks: usize,
+    /// Concurrent runner loops of `replica-throughput`.
+    #[arg(long, default_value_t = 8)]
+    replica_runners: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,6 +93,14 @@ enum Scenario {
     RunnerRss,
     /// Executor overhead (no model) on 1k- and 10k-line changes.
     Executor,
+    /// Two replicas on one PostgreSQL: enqueue on A → claim by a runner
+    /// long-polling on B (p50/p95/p99/max). PostgreSQL only.
+    ReplicaWakeup,
+    /// Claim → result throughput, runners on one replica vs split across
+    /// two on the same PostgreSQL. PostgreSQL only.
+    ReplicaThroughput,
+    /// Every scenario above except `containers`, `runner-rss`, `executor`
+    /// and the replica ones.
     All,
 }
 
@@ -97,6 +118,27 @@ async fn start(database_url: Option<&str>) -> anyhow::Result<Bench> {
         None => format!("sqlite://{}", dir.path().join("bench.db").display()),
     };
     let store = open_store(&url).await?;
+    let key = create_key(&store, Role::User, vec![Permission::ReviewCreate]).await?;
+    let settings = Settings {
+        rate_limit: None,
+        ..Settings::default()
+    };
+    let server = RunningServer::start(settings, store, Arc::new(SystemClock), true).await?;
+    Ok(Bench {
+        server,
+        key,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    })
+}
+
+/// A new user (unique e-mail, so a reused database is fine) and an API key
+/// of theirs; returns the key's secret.
+async fn create_key(
+    store: &DynStore,
+    role: Role,
+    permissions: Vec<Permission>,
+) -> anyhow::Result<String> {
     let now = Timestamp::now();
     let email = format!("bench-{}@example.com", UserId::generate());
     let user = store
@@ -104,8 +146,8 @@ async fn start(database_url: Option<&str>) -> anyhow::Result<Bench> {
             id: UserId::generate(),
             email: Email::parse(&email)?,
             password_hash: "unused".into(),
-            role: Role::User,
-            permissions: vec![Permission::ReviewCreate],
+            role,
+            permissions,
             now,
         })
         .await?;
@@ -121,59 +163,53 @@ async fn start(database_url: Option<&str>) -> anyhow::Result<Bench> {
             expires_at: None,
         })
         .await?;
-    let settings = Settings {
-        rate_limit: None,
-        ..Settings::default()
-    };
-    let server = RunningServer::start(settings, store, Arc::new(SystemClock), true).await?;
-    Ok(Bench {
-        server,
-        key: secret.expose().to_owned(),
-        http: reqwest::Client::new(),
-        _dir: dir,
+    Ok(secret.expose().to_owned())
+}
+
+/// Registers a runner (id unique per call: a reused database keeps earlier
+/// runs' runners, owned by earlier runs' users) on the server at `url`.
+async fn register_runner(url: &str, key: &str, id: &str) -> anyhow::Result<RunnerClient> {
+    let id = format!("{id}-{}", &UserId::generate().as_str()[24..]);
+    // Longer than any long-poll the benchmarks hold (30 s).
+    let c = RunnerClient::new(url, key, RunnerId::parse(&id)?, Duration::from_secs(60))?;
+    c.register(&Registration {
+        name: id.clone(),
+        version: "bench".into(),
+        max_concurrency: 64,
+        tags: String::new(),
     })
+    .await?;
+    Ok(c)
+}
+
+/// `POST /api/reviews` of a review that needs nothing from a forge.
+async fn enqueue_at(http: &reqwest::Client, url: &str, key: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "repoUrl": "https://git.example.com/g/r.git",
+        "baseSha": "a".repeat(40),
+        "headSha": "b".repeat(40),
+    });
+    let resp = http
+        .post(format!("{url}/api/reviews"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status().as_u16() == 202,
+        "enqueue answered {}",
+        resp.status()
+    );
+    Ok(())
 }
 
 impl Bench {
     async fn runner(&self, id: &str) -> anyhow::Result<RunnerClient> {
-        // Unique per run: a reused database keeps earlier runs' runners,
-        // owned by earlier runs' users.
-        let id = format!("{id}-{}", &UserId::generate().as_str()[24..]);
-        let c = RunnerClient::new(
-            &self.server.url(),
-            &self.key,
-            RunnerId::parse(&id)?,
-            Duration::from_secs(30),
-        )?;
-        c.register(&Registration {
-            name: id.clone(),
-            version: "bench".into(),
-            max_concurrency: 64,
-            tags: String::new(),
-        })
-        .await?;
-        Ok(c)
+        register_runner(&self.server.url(), &self.key, id).await
     }
 
     async fn enqueue(&self) -> anyhow::Result<()> {
-        let body = serde_json::json!({
-            "repoUrl": "https://git.example.com/g/r.git",
-            "baseSha": "a".repeat(40),
-            "headSha": "b".repeat(40),
-        });
-        let resp = self
-            .http
-            .post(format!("{}/api/reviews", self.server.url()))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            resp.status().as_u16() == 202,
-            "enqueue answered {}",
-            resp.status()
-        );
-        Ok(())
+        enqueue_at(&self.http, &self.server.url(), &self.key).await
     }
 }
 
@@ -423,11 +459,23 @@ fn spread(v: &[f64]) -> String {
 async fn main() -> anyhow::Result<()> {
     ai_review_protocol::client::ensure_crypto_provider();
     let args = Args::parse();
-    let backend = if args.database_url.is_some() {
-        "postgres/external"
-    } else {
-        "sqlite"
+    let replica_scenario = matches!(
+        args.scenario,
+        Scenario::ReplicaWakeup | Scenario::ReplicaThroughput
+    );
+    let pg_server = std::env::var(ai_review_pg_testing::SERVER_URL_ENV).unwrap_or_default();
+    let backend = match (&args.database_url, replica_scenario) {
+        (Some(_), _) => "postgres/external".to_owned(),
+        (None, true) if !pg_server.trim().is_empty() => {
+            let server = pg_server.split('@').next_back().unwrap_or("");
+            format!("postgres/a fresh database per run on {server}")
+        }
+        (None, true) => "postgres/throwaway cluster, fsync off".to_owned(),
+        (None, false) => "sqlite".to_owned(),
     };
+    if replica_scenario {
+        replicas::require_postgres(args.database_url.as_deref())?;
+    }
     println!("# ai-review-bench ({backend}, {} runs)", args.runs);
     let all = args.scenario == Scenario::All;
     if all || args.scenario == Scenario::Latency {
@@ -501,6 +549,51 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    if args.scenario == Scenario::ReplicaWakeup {
+        let (mut p50, mut p95, mut p99, mut max) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for run in 0..args.runs {
+            let url = replicas::database_url(args.database_url.as_deref()).await?;
+            let ms = replicas::wakeup(&url, args.wakeup_samples).await?;
+            let (a, b, c, d) = replicas::summary(&ms);
+            println!(
+                "run {}: {} samples, p50 {a:.2} p95 {b:.2} p99 {c:.2} max {d:.2} ms",
+                run + 1,
+                ms.len()
+            );
+            p50.push(a);
+            p95.push(b);
+            p99.push(c);
+            max.push(d);
+        }
+        println!("enqueue on A → claim on B p50 ms: {}", spread(&p50));
+        println!("enqueue on A → claim on B p95 ms: {}", spread(&p95));
+        println!("enqueue on A → claim on B p99 ms: {}", spread(&p99));
+        println!("enqueue on A → claim on B max ms: {}", spread(&max));
+    }
+    if args.scenario == Scenario::ReplicaThroughput {
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        for run in 0..args.runs {
+            // Alternated, so a drift in the machine's load hits both alike.
+            for (replicas, out) in [(1, &mut one), (2, &mut two)] {
+                let url = replicas::database_url(args.database_url.as_deref()).await?;
+                let tps =
+                    replicas::throughput(&url, replicas, args.replica_runners, args.replica_tasks)
+                        .await?;
+                println!("run {}: {replicas} replica(s): {tps:.0} tasks/s", run + 1);
+                out.push(tps);
+            }
+        }
+        println!(
+            "claim→result throughput, {} runners on 1 replica, tasks/s: {}",
+            args.replica_runners,
+            spread(&one)
+        );
+        println!(
+            "claim→result throughput, {} runners split over 2 replicas, tasks/s: {}",
+            args.replica_runners,
+            spread(&two)
+        );
     }
     if args.scenario == Scenario::RunnerRss {
         let (mut idle, mut busy) = (Vec::new(), Vec::new());
