@@ -74,6 +74,9 @@ pub struct ExecutorTask {
     /// Template, rules, excludes and context of the review.
     #[serde(default)]
     pub review: ReviewSettings,
+    /// The request that queued the review (printed in the task log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// What the executor knows about the model (never the key: the gateway
@@ -634,6 +637,7 @@ mod tests {
                 head_sha: head,
                 model: None,
                 review: ReviewSettings::default(),
+                request_id: None,
             },
         )
         .expect("diff");
@@ -678,6 +682,7 @@ mod tests {
             head_sha: "b".repeat(40),
             model: None,
             review: ReviewSettings::default(),
+            request_id: None,
         };
         assert!(
             load_change(d.path(), &t)

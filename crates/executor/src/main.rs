@@ -121,7 +121,10 @@ fn run(workspace: &std::path::Path, wait: Option<Duration>) -> Result<(), String
     let raw = wait_for_task(&workspace.join(TASK_FILE), wait)?;
     let task: ExecutorTask =
         serde_json::from_slice(&raw).map_err(|e| format!("invalid task file: {e}"))?;
-    eprintln!("{STARTED_MARKER} task {}", task.task_id);
+    match &task.request_id {
+        Some(r) => eprintln!("{STARTED_MARKER} task {} request {r}", task.task_id),
+        None => eprintln!("{STARTED_MARKER} task {}", task.task_id),
+    }
     eprintln!(
         "computing changes {}..{}",
         &task.base_sha[..task.base_sha.len().min(12)],

@@ -182,6 +182,12 @@ pub struct TaskSpec {
     /// a header, masks it in logs and never passes it into the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clone_credentials: Option<CloneCredentials>,
+    /// The `x-request-id` of the HTTP request (API call or webhook) that
+    /// queued this review: runners put it on their log lines for the task
+    /// and pass it to the executor, so one id follows a review through
+    /// server, runner and task log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// HTTP basic credentials for cloning.

@@ -616,6 +616,19 @@ impl Agent {
             }
         }
         let log = Arc::new(LogBuffer::new(secrets));
+        log.line(
+            "runner",
+            &format!(
+                "task {} attempt {} on runner {}{}",
+                t.task_id,
+                t.attempt,
+                self.cfg.name,
+                t.spec
+                    .request_id
+                    .as_deref()
+                    .map_or_else(String::new, |r| format!(" (request {r})"))
+            ),
+        );
         let flush_done = CancellationToken::new();
         let flusher = tokio::spawn(self.clone().flush_logs(
             t.clone(),
@@ -882,6 +895,7 @@ impl Agent {
             head_sha: t.spec.head_sha.to_string(),
             model,
             review: review_settings(&t.spec),
+            request_id: t.spec.request_id.clone(),
         };
         let tmp = dir.join(".task.json.tmp");
         let bytes = serde_json::to_vec(&task_doc).map_err(|e| Failure::fatal(e.to_string()))?;
@@ -1183,6 +1197,7 @@ mod tests {
             excludes: vec!["dist/**".into()],
             since_sha: None,
             clone_credentials: None,
+            request_id: None,
         };
         assert!(clone_auth_header(&spec).is_none());
         let mut with_creds = spec.clone();

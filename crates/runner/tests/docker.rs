@@ -147,10 +147,24 @@ async fn reviews_a_change_end_to_end_in_a_cold_and_a_warm_container() {
             &[("DOCKER_POOL_SIZE", pool)],
         ))
         .await;
-        let review = f
+        // The request's id follows the review into runner and executor.
+        let request_id = format!("req-{id}");
+        let queued = f
             .app
-            .enqueue_change(&f.user, &f.repo_url, &f.base, &f.head)
-            .await;
+            .send(
+                f.app
+                    .request(reqwest::Method::POST, "/api/reviews")
+                    .header("x-request-id", &request_id)
+                    .json(&serde_json::json!({
+                        "repoUrl": f.repo_url, "baseSha": f.base, "headSha": f.head,
+                        "branch": "main", "title": "change",
+                    })),
+                &f.user.bearer(),
+            )
+            .await
+            .expect(202);
+        let review: ai_review_protocol::api::ReviewView =
+            serde_json::from_value(queued.data().clone()).expect("review view");
         let done = f
             .app
             .wait_review(&review.id, Duration::from_secs(60), |r| {
@@ -201,6 +215,17 @@ async fn reviews_a_change_end_to_end_in_a_cold_and_a_warm_container() {
             .expect(200);
         let text = logs.body.to_string();
         assert!(text.contains("ai-review-executor: started"), "{text}");
+        assert!(
+            text.contains(&format!("on runner {id} (request {request_id})")),
+            "the runner names the request: {text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "ai-review-executor: started task {} request {request_id}",
+                done.task.id
+            )),
+            "the executor names the request: {text}"
+        );
         assert!(
             !text.contains(&f.user.key),
             "the runner token never reaches the log"

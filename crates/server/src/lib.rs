@@ -26,6 +26,7 @@ pub mod passwords;
 pub mod pushback;
 pub mod queue;
 pub mod rate_limit;
+pub mod request_id;
 pub mod resolve;
 pub mod routes;
 pub mod secrets;

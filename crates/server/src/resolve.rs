@@ -232,6 +232,7 @@ mod tests {
                 username: "oauth2".into(),
                 password: Some(SecretString::new("glpat-secret-token")),
             }),
+            request_id: None,
         };
         let stored = stored_spec(&spec, None, &secrets).expect("stored");
         assert!(!stored.to_string().contains("glpat-secret-token"));

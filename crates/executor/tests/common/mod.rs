@@ -91,6 +91,7 @@ pub fn task(
         head_sha: head.into(),
         model,
         review,
+        request_id: Some("req-test-1".into()),
     }
 }
 

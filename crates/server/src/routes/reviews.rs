@@ -107,6 +107,7 @@ pub async fn enqueue(state: &AppState, e: Enqueue) -> ApiResult<(Review, Task)> 
         excludes: e.excludes,
         since_sha: e.since_sha,
         clone_credentials: e.clone_credentials,
+        request_id: crate::request_id::current(),
     };
     let spec = crate::resolve::stored_spec(&spec, sealed_key.as_deref(), &state.settings.secrets)?;
     let (review, task) = state
