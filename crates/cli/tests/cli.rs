@@ -244,6 +244,38 @@ async fn server_starts_answers_and_stops_gracefully_on_sigterm() {
 }
 
 #[test]
+fn the_server_compose_file_is_valid_and_wires_postgres() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new("docker-compose")
+        .args(["-f", "docker-compose.yml", "config"])
+        .current_dir(&root)
+        .env("POSTGRES_PASSWORD", "pw-example")
+        .env("AI_REVIEW_SECRET_KEY", "a2V5LWV4YW1wbGU=")
+        .output()
+        .expect("docker-compose is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("postgres://ai_review:pw-example@postgres:5432/ai_review"),
+        "{text}"
+    );
+    assert!(text.contains("service_healthy"), "{text}");
+    let missing = Command::new("docker-compose")
+        .args(["-f", "docker-compose.yml", "config"])
+        .current_dir(&root)
+        .env("POSTGRES_PASSWORD", "pw-example")
+        .env_remove("AI_REVIEW_SECRET_KEY")
+        .output()
+        .expect("docker-compose");
+    assert!(!missing.status.success(), "the shared secret key is required");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("AI_REVIEW_SECRET_KEY"));
+}
+
+#[test]
 fn the_runner_compose_file_is_valid_and_mounts_the_docker_socket() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = Command::new("docker-compose")
