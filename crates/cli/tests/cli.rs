@@ -271,7 +271,10 @@ fn the_server_compose_file_is_valid_and_wires_postgres() {
         .env_remove("AI_REVIEW_SECRET_KEY")
         .output()
         .expect("docker-compose");
-    assert!(!missing.status.success(), "the shared secret key is required");
+    assert!(
+        !missing.status.success(),
+        "the shared secret key is required"
+    );
     assert!(String::from_utf8_lossy(&missing.stderr).contains("AI_REVIEW_SECRET_KEY"));
 }
 
