@@ -6,7 +6,7 @@
 
 use ai_review_domain::{Role, TaskOutcome};
 use ai_review_server::notify::{MAX_TRIES, backoff, notify_once};
-use ai_review_testkit::{Answer, Backend, Principal, TestApp, on_both_backends};
+use ai_review_testkit::{Backend, Principal, TestApp, on_both_backends};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -15,6 +15,9 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod common;
+use common::notify::{finish_review, history, patch_config, put_config};
 
 on_both_backends!(
     every_channel_gets_its_platforms_format_once_per_event,
@@ -82,71 +85,6 @@ async fn receiver() -> (String, Seen) {
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, seen)
-}
-
-async fn patch_config(app: &TestApp, who: &Principal, body: &Value) -> Answer {
-    app.send(
-        app.request(reqwest::Method::PATCH, "/api/notifications/config")
-            .json(body),
-        who,
-    )
-    .await
-}
-
-async fn put_config(app: &TestApp, who: &Principal, body: &Value) -> Answer {
-    app.send(
-        app.request(reqwest::Method::PUT, "/api/notifications/config")
-            .json(body),
-        who,
-    )
-    .await
-}
-
-/// Runs one review to a completed result with `rating`.
-async fn finish_review(
-    app: &TestApp,
-    rating: u8,
-) -> (
-    String,
-    ai_review_protocol::client::RunnerClient,
-    ai_review_protocol::runner::TaskAssignment,
-) {
-    let review = app.enqueue(&app.admin, &[]).await;
-    let runner = app.runner(&app.admin, "runner-n", "").await;
-    let task = app.claim(&runner).await.expect("claim");
-    let output = json!({
-        "version": 1, "kind": "review", "baseSha": "a".repeat(40), "headSha": "b".repeat(40),
-        "files": [], "totals": {"files": 1, "additions": 1, "deletions": 0},
-        "findings": [
-            {"file": "a.rs", "line": 1, "endLine": 1, "severity": "error", "category": "bug", "ruleId": "m/x", "confidence": 0.9, "message": "m", "fingerprint": "f1", "source": "model"},
-            {"file": "a.rs", "line": 2, "endLine": 2, "severity": "warning", "category": "bug", "ruleId": "m/y", "confidence": 0.9, "message": "m", "fingerprint": "f2", "source": "model"}
-        ],
-        "summary": "Two problems.", "rating": rating, "assessment": "request_changes",
-        "notReviewed": [], "unanchored": [], "reviewedLines": 1, "appliedRuleIds": []
-    });
-    runner
-        .submit_result(
-            &task.task_id,
-            task.attempt,
-            TaskOutcome::Succeeded,
-            None,
-            false,
-            Some(output),
-        )
-        .await
-        .expect("result");
-    (review.id.as_str().to_owned(), runner, task)
-}
-
-async fn history(app: &TestApp, query: &str) -> Vec<Value> {
-    let a = app
-        .get(
-            &format!("/api/notifications/history?pageSize=100{query}"),
-            &app.admin.bearer(),
-        )
-        .await
-        .expect(200);
-    a.data().as_array().cloned().expect("items")
 }
 
 async fn every_channel_gets_its_platforms_format_once_per_event(backend: Backend) {

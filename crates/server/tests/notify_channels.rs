@@ -5,66 +5,21 @@
 //! with the subscribing browser's keys (RFC 8291/8292, written
 //! independently of the server's sender).
 
-use ai_review_domain::{Role, TaskOutcome};
+use ai_review_domain::Role;
 use ai_review_server::notify::{MAX_TRIES, backoff, notify_once};
 use ai_review_testkit::push::PushService;
 use ai_review_testkit::smtp::{Security, SmtpReceiver};
-use ai_review_testkit::{Answer, Backend, Principal, TestApp, on_both_backends};
+use ai_review_testkit::{Backend, Principal, TestApp, on_both_backends};
 use serde_json::{Value, json};
 use std::time::Duration;
+
+mod common;
+use common::notify::{finish_review, history, patch_config, put_config};
 
 on_both_backends!(
     email_goes_out_over_starttls_with_a_login_to_every_recipient,
     push_messages_reach_each_subscribed_browser_encrypted_and_signed,
 );
-
-async fn put_config(app: &TestApp, who: &Principal, body: &Value) -> Answer {
-    app.send(
-        app.request(reqwest::Method::PUT, "/api/notifications/config")
-            .json(body),
-        who,
-    )
-    .await
-}
-
-/// Runs one review to a completed result with `rating`; returns its id.
-async fn finish_review(app: &TestApp, rating: u8) -> String {
-    let review = app.enqueue(&app.admin, &[]).await;
-    let runner = app.runner(&app.admin, "runner-n", "").await;
-    let task = app.claim(&runner).await.expect("claim");
-    let output = json!({
-        "version": 1, "kind": "review", "baseSha": "a".repeat(40), "headSha": "b".repeat(40),
-        "files": [], "totals": {"files": 1, "additions": 1, "deletions": 0},
-        "findings": [
-            {"file": "a.rs", "line": 1, "endLine": 1, "severity": "error", "category": "bug", "ruleId": "m/x", "confidence": 0.9, "message": "m", "fingerprint": "f1", "source": "model"}
-        ],
-        "summary": "One problem.", "rating": rating, "assessment": "request_changes",
-        "notReviewed": [], "unanchored": [], "reviewedLines": 1, "appliedRuleIds": []
-    });
-    runner
-        .submit_result(
-            &task.task_id,
-            task.attempt,
-            TaskOutcome::Succeeded,
-            None,
-            false,
-            Some(output),
-        )
-        .await
-        .expect("result");
-    review.id.as_str().to_owned()
-}
-
-async fn history(app: &TestApp, query: &str) -> Vec<Value> {
-    let a = app
-        .get(
-            &format!("/api/notifications/history?pageSize=100{query}"),
-            &app.admin.bearer(),
-        )
-        .await
-        .expect(200);
-    a.data().as_array().cloned().expect("items")
-}
 
 fn email_config(rx: &SmtpReceiver, tls: &str) -> Value {
     json!({
@@ -98,7 +53,7 @@ async fn email_goes_out_over_starttls_with_a_login_to_every_recipient(backend: B
         true,
         "emailEnabled mirrors the channel"
     );
-    let review_id = finish_review(&app, 2).await;
+    let (review_id, _, _) = finish_review(&app, 2).await;
     assert_eq!(notify_once(&app.server.state).await.expect("pass"), 2);
     let got = rx.wait_for(2, Duration::from_secs(10)).await;
     let mut subjects: Vec<String> = got.iter().map(|m| m.subject()).collect();
@@ -204,7 +159,7 @@ async fn email_over_implicit_tls_and_what_the_smtp_server_refuses_or_defers() {
     // A server that never greets is given up on after the timeout, and
     // the review is not held up: it completed before any try.
     rx.hang(true);
-    let review_id = finish_review(&app, 5).await;
+    let (review_id, _, _) = finish_review(&app, 5).await;
     assert_eq!(
         app.review(&review_id).await.task.state.as_str(),
         "completed"
@@ -309,12 +264,7 @@ async fn email_refuses_an_unknown_certificate_a_missing_starttls_and_settings_th
         );
     }
     // PATCH emailEnabled alone switches the channel, as in the original.
-    let a = app
-        .send(
-            app.request(reqwest::Method::PATCH, "/api/notifications/config")
-                .json(&json!({"emailEnabled": false})),
-            &app.admin.bearer(),
-        )
+    let a = patch_config(&app, &app.admin.bearer(), &json!({"emailEnabled": false}))
         .await
         .expect(200);
     assert_eq!(a.data()["channels"], json!([]));
@@ -435,7 +385,7 @@ async fn push_messages_reach_each_subscribed_browser_encrypted_and_signed(backen
     assert_eq!(all.data()[0]["userAgent"], "TestBrowser/0");
 
     // A review finishes: each browser receives it, signed and decryptable.
-    let review_id = finish_review(&app, 4).await;
+    let (review_id, _, _) = finish_review(&app, 4).await;
     assert_eq!(notify_once(&app.server.state).await.expect("pass"), 3);
     let got = service.wait_for(3, Duration::from_secs(10)).await;
     assert!(

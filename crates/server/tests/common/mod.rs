@@ -1,0 +1,3 @@
+//! Helpers shared by several integration test files.
+
+pub mod notify;
