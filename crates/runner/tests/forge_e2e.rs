@@ -123,7 +123,9 @@ impl Env {
     async fn completed(&self, id: &str) -> ReviewView {
         let done = self
             .app
-            .wait_review(&id, REVIEW_TIMEOUT, |r| r.task.state.is_terminal())
+            .wait_review(&id, REVIEW_TIMEOUT, |r| {
+                r.task.state.is_terminal() && r.status != ReviewStatus::Pending
+            })
             .await;
         if done.task.state != TaskState::Completed {
             panic!(
@@ -328,9 +330,14 @@ async fn gitlab_flow(env: &Env, repo: &Repo) {
             .send_gitlab_mr_event(&url, SECRET, repo, iid, MrAction::Update)
             .await,
     );
+    // `GET /api/reviews/:id` reads the review and its task one after the
+    // other: wait until both show the end, so a read between the two
+    // cannot pass for the outcome.
     let old = env
         .app
-        .wait_review(&round3, REVIEW_TIMEOUT, |r| r.task.state.is_terminal())
+        .wait_review(&round3, REVIEW_TIMEOUT, |r| {
+            r.task.state.is_terminal() && r.status != ReviewStatus::Pending
+        })
         .await;
     assert_eq!(
         (old.task.state, old.status),
