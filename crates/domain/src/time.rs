@@ -78,6 +78,22 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// On the wire: an RFC 3339 date-time (requests may also send a plain
+/// `YYYY-MM-DD` date, meaning midnight UTC).
+impl schemars::JsonSchema for Timestamp {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "format": "date-time"})
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 use crate::{ParseError, ids::truncate_for_message};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -46,6 +47,24 @@ impl From<CommitSha> for String {
 impl fmt::Display for CommitSha {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// On the wire: 40 or 64 hex digits (answers are lowercase).
+impl schemars::JsonSchema for CommitSha {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "CommitSha".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^([0-9a-fA-F]{40}|[0-9a-fA-F]{64})$"
+        })
     }
 }
 
@@ -124,6 +143,22 @@ impl From<RepoUrl> for String {
 impl fmt::Display for RepoUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// On the wire: the URL as a string (`https://host/group/repo.git` or
+/// `git@host:group/repo.git`; no credentials, no `file:`).
+impl schemars::JsonSchema for RepoUrl {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "RepoUrl".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "minLength": 1, "maxLength": 2048})
     }
 }
 
@@ -285,7 +320,19 @@ impl fmt::Display for Email {
 /// The fencing value of a claim: the task's attempt number, starting at 1
 /// with the first claim and incremented by every later claim. Every task
 /// call a runner makes presents it; a call with an older value is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct Attempt(pub u32);
 

@@ -4,10 +4,11 @@ use ai_review_domain::{
     ApiKeyId, Attempt, CommitSha, ConfigId, Phase, RepoUrl, ReviewId, ReviewStatus, Role, RunnerId,
     TaskId, TaskState, Timestamp, UserId,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/reviews`: queue a review of one change.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateReviewRequest {
     /// Where runners clone from.
@@ -40,7 +41,7 @@ pub struct CreateReviewRequest {
 }
 
 /// A review with its task, as returned by `GET /api/reviews/:id`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReviewView {
     /// Id.
@@ -89,7 +90,7 @@ pub struct ReviewView {
 }
 
 /// A runner task as shown to users.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskView {
     /// Id.
@@ -129,7 +130,7 @@ pub struct TaskView {
 }
 
 /// One claim of a task.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     /// Attempt number.
@@ -147,7 +148,7 @@ pub struct AttemptView {
 }
 
 /// One entry of a task's history.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     /// Attempt.
@@ -161,7 +162,7 @@ pub struct EventView {
 }
 
 /// A log line as shown to users.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogLineView {
     /// Sequence number; pass the last one seen as `after` to continue.
@@ -177,7 +178,7 @@ pub struct LogLineView {
 }
 
 /// `POST /api/api-keys`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
     /// A label (1-100 characters).
@@ -188,7 +189,7 @@ pub struct CreateApiKeyRequest {
 }
 
 /// An API key as listed (never the secret).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyView {
     /// Id.
@@ -208,7 +209,7 @@ pub struct ApiKeyView {
 }
 
 /// The answer to `POST /api/api-keys`: the only time the key is shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedApiKey {
     /// The key in clear. Store it now: it cannot be shown again.
@@ -218,7 +219,7 @@ pub struct CreatedApiKey {
 }
 
 /// The authenticated caller, `GET /api/me`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MeView {
     /// User id.
@@ -232,7 +233,7 @@ pub struct MeView {
 }
 
 /// `GET /api/health`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthView {
     /// `ok` or `unavailable`.
@@ -245,7 +246,7 @@ pub struct HealthView {
 
 /// `POST /api/reviews/trigger-manual-review`: review a merge/pull request
 /// of a synced project now.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TriggerManualReview {
     /// The project.
@@ -267,7 +268,7 @@ fn default_true() -> bool {
 }
 
 /// What happened to a forge review's push-back.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PushView {
     /// `pending`, `sent`, `failed` or `skipped`.
@@ -279,7 +280,7 @@ pub struct PushView {
 }
 
 /// A user, as admins see it (`GET /api/users`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     /// User id.
@@ -297,7 +298,7 @@ pub struct UserView {
 }
 
 /// `POST /api/users` (admin).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// Email (login name).
@@ -313,7 +314,7 @@ pub struct CreateUserRequest {
 }
 
 /// `PATCH /api/users/:id` (admin); absent fields keep their value.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateUserRequest {
     /// New role.
@@ -331,7 +332,7 @@ pub struct UpdateUserRequest {
 }
 
 /// `GET /api/queuedash`: the queue at a glance.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueDash {
     /// Tasks per state (every state listed, zeros included).
@@ -350,7 +351,7 @@ pub struct QueueDash {
 }
 
 /// Finished tasks over a window.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueThroughput {
     /// Completed.
@@ -362,7 +363,7 @@ pub struct QueueThroughput {
 }
 
 /// One task in the queue view.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueTask {
     /// Task id.

@@ -8,6 +8,7 @@
 //! otherwise), and sending `***` back in a `PATCH` keeps the stored key.
 
 use ai_review_domain::{ConfigId, LlmProvider, PlatformAuthType, PlatformType, Timestamp};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What every answer shows in place of a stored secret.
@@ -26,7 +27,7 @@ pub mod ai_defaults {
 }
 
 /// An AI config as answered (the key masked).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AiConfigView {
     /// Id.
@@ -69,7 +70,7 @@ pub struct AiConfigView {
 /// `POST /api/ai-configs`, and `PATCH /api/ai-configs/:id` (every field
 /// optional there; absent fields keep their value, `null` clears optional
 /// ones).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AiConfigWrite {
     /// Unique name (1-100 characters).
@@ -86,6 +87,7 @@ pub struct AiConfigWrite {
     pub model: Option<String>,
     /// The key (write-only). `***` keeps the stored one, `null` or `""`
     /// removes it (local servers such as Ollama need none).
+    #[schemars(with = "Option<String>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -93,6 +95,7 @@ pub struct AiConfigWrite {
     )]
     pub api_key: Option<Option<String>>,
     /// 0 to 2; `null` for the provider's default.
+    #[schemars(with = "Option<f32>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -112,6 +115,7 @@ pub struct AiConfigWrite {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_budget: Option<u64>,
     /// US dollars per million prompt tokens.
+    #[schemars(with = "Option<f64>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -119,6 +123,7 @@ pub struct AiConfigWrite {
     )]
     pub input_cost_per_mtok: Option<Option<f64>>,
     /// US dollars per million generated tokens.
+    #[schemars(with = "Option<f64>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -134,7 +139,7 @@ pub struct AiConfigWrite {
 }
 
 /// A review template as answered.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateView {
     /// Id.
@@ -162,7 +167,7 @@ pub const TEMPLATE_VARIABLES: &[&str] = &[
 ];
 
 /// `POST /api/review-templates`, `PATCH /api/review-templates/:id`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateWrite {
     /// Unique name (1-100 characters).
@@ -177,7 +182,7 @@ pub struct TemplateWrite {
 }
 
 /// A review rule as answered.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleView {
     /// Id; reviews list the rules they applied in `appliedRuleIds`.
@@ -197,7 +202,7 @@ pub struct RuleView {
 }
 
 /// `POST /api/review-rules`, `PATCH /api/review-rules/:id`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleWrite {
     /// Unique name (1-100 characters).
@@ -216,7 +221,7 @@ pub struct RuleWrite {
 
 /// A platform config (a GitLab or GitHub connection) as answered: every
 /// secret masked.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlatformConfigView {
     /// Id.
@@ -251,7 +256,7 @@ pub struct PlatformConfigView {
 /// `POST /api/platform-configs` and `PATCH`/`PUT /api/platform-configs/:id`
 /// (absent fields keep their value; for secrets `***` keeps and `null` or
 /// `""` removes).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlatformConfigWrite {
     /// Unique name (1-100 characters).
@@ -268,6 +273,7 @@ pub struct PlatformConfigWrite {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_type: Option<PlatformAuthType>,
     /// Access token (write-only).
+    #[schemars(with = "Option<String>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -275,6 +281,7 @@ pub struct PlatformConfigWrite {
     )]
     pub access_token: Option<Option<String>>,
     /// OAuth application id.
+    #[schemars(with = "Option<String>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -282,6 +289,7 @@ pub struct PlatformConfigWrite {
     )]
     pub app_id: Option<Option<String>>,
     /// OAuth application secret (write-only).
+    #[schemars(with = "Option<String>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -290,6 +298,7 @@ pub struct PlatformConfigWrite {
     pub app_secret: Option<Option<String>>,
     /// Webhook secret (write-only): GitLab's `X-Gitlab-Token`, GitHub's
     /// HMAC key for `X-Hub-Signature-256`.
+    #[schemars(with = "Option<String>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -306,7 +315,7 @@ pub struct PlatformConfigWrite {
 
 /// `GET /api/platform-configs/:id/token` (admins only): the decrypted
 /// access token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlatformTokenView {
     /// The config.

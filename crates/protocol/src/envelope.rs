@@ -5,10 +5,11 @@
 //! {"data": null, "error": {"title": "NOT_FOUND", "status": 404, "detail": "review 42 not found"}}
 //! ```
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The response envelope.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Envelope<T> {
     /// The payload; `null` on errors.
     pub data: Option<T>,
@@ -57,7 +58,7 @@ impl Envelope<()> {
 }
 
 /// Response metadata.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct Meta {
     /// Present on paginated lists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,7 +66,7 @@ pub struct Meta {
 }
 
 /// Page information of a paginated list.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Pagination {
     /// 1-based page number.
@@ -91,7 +92,7 @@ impl Pagination {
 }
 
 /// The error part of the envelope.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct ApiErrorBody {
     /// Machine-readable code: `BAD_REQUEST`, `UNAUTHORIZED`, `FORBIDDEN`,
     /// `NOT_FOUND`, `CONFLICT`, `PAYLOAD_TOO_LARGE`, `TOO_MANY_REQUESTS`,

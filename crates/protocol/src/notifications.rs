@@ -3,13 +3,14 @@
 use ai_review_domain::{
     NotificationChannel, NotificationEvent, NotificationId, NotificationStatus, ReviewId, Timestamp,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The notification settings (`GET/PUT/PATCH /api/notifications/config`).
 /// Webhook URLs (they embed the receiver's token), the signing secret and
 /// the SMTP password are write-only: answered as `***`, and `***` sent back
 /// keeps the stored value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct NotificationConfig {
     /// Channels in use.
@@ -95,7 +96,7 @@ impl Default for NotificationConfig {
 }
 
 /// How the SMTP connection is encrypted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain connection upgraded with STARTTLS; refused if not offered.
@@ -120,7 +121,7 @@ impl SmtpTls {
 
 /// `POST /api/notifications/config/vapid`: the new key pair. The private
 /// key is in this answer only; afterwards the settings show `***`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VapidKeysView {
     /// Base64url public key (`applicationServerKey`).
@@ -132,7 +133,7 @@ pub struct VapidKeysView {
 }
 
 /// `GET /api/notifications/push/vapid-public-key`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VapidPublicKeyView {
     /// Base64url public key (`applicationServerKey`).
@@ -140,7 +141,7 @@ pub struct VapidPublicKeyView {
 }
 
 /// The keys of a browser push subscription.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PushSubscriptionKeys {
     /// The browser's P-256 public key (base64url).
@@ -151,7 +152,7 @@ pub struct PushSubscriptionKeys {
 
 /// `POST /api/notifications/push/subscriptions`: a browser's
 /// `PushSubscription.toJSON()`, as is.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PushSubscribeRequest {
     /// The push service URL for this browser.
@@ -165,7 +166,7 @@ pub struct PushSubscribeRequest {
 
 /// A stored push subscription (the endpoint shortened: it is a
 /// capability; the auth secret never leaves the server).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PushSubscriptionView {
     /// Id (for unsubscribing).
@@ -183,7 +184,7 @@ pub struct PushSubscriptionView {
 }
 
 /// `POST /api/notifications/config/test-channel`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TestChannelRequest {
     /// The channel to send a test message through.
@@ -191,7 +192,7 @@ pub struct TestChannelRequest {
 }
 
 /// The outcome of a test message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TestChannelResult {
     /// The channel.
@@ -203,7 +204,7 @@ pub struct TestChannelResult {
 }
 
 /// One delivery in the history.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationView {
     /// Id.
@@ -231,7 +232,7 @@ pub struct NotificationView {
 }
 
 /// `GET /api/notifications/stats`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationStatsView {
     /// All deliveries counted.

@@ -6,10 +6,11 @@
 
 use crate::configs::double_option;
 use ai_review_domain::{ConfigId, PlatformType, ProjectId, Timestamp, WebhookStatus};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Per-project overrides; `None` inherits the global value.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectSettings {
     /// Review every webhook event (manual `/ai-review` commands always work).
@@ -31,7 +32,7 @@ pub struct ProjectSettings {
 }
 
 /// The global defaults every project inherits.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GlobalSettings {
     /// Review every webhook event (default `true`).
@@ -73,7 +74,7 @@ impl Default for GlobalSettings {
 }
 
 /// A project as answered.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectView {
     /// Id.
@@ -110,13 +111,14 @@ pub struct ProjectView {
 
 /// `PATCH /api/projects/:id`: absent fields keep their value, `null`
 /// inherits the global one.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProjectUpdate {
     /// Enable or disable reviews.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Auto-review override.
+    #[schemars(with = "Option<bool>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -124,6 +126,7 @@ pub struct ProjectUpdate {
     )]
     pub auto_review: Option<Option<bool>>,
     /// Exclude globs override.
+    #[schemars(with = "Option<Vec<String>>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -131,6 +134,7 @@ pub struct ProjectUpdate {
     )]
     pub excludes: Option<Option<Vec<String>>>,
     /// AI config override.
+    #[schemars(with = "Option<ConfigId>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -138,6 +142,7 @@ pub struct ProjectUpdate {
     )]
     pub ai_config_id: Option<Option<ConfigId>>,
     /// Default reviewers override.
+    #[schemars(with = "Option<Vec<String>>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -145,6 +150,7 @@ pub struct ProjectUpdate {
     )]
     pub default_reviewer_ids: Option<Option<Vec<String>>>,
     /// Author auto-assignment override.
+    #[schemars(with = "Option<bool>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -154,7 +160,7 @@ pub struct ProjectUpdate {
 }
 
 /// Where a resolved value came from.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// The project's override.
@@ -164,7 +170,7 @@ pub enum Source {
 }
 
 /// `GET /api/projects/:id/config`: the settings in effect.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolvedProjectConfig {
     /// The project.
@@ -188,7 +194,7 @@ pub struct ResolvedProjectConfig {
 }
 
 /// `GET /api/projects/stats`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectStatsView {
     /// All projects.
@@ -204,7 +210,7 @@ pub struct ProjectStatsView {
 }
 
 /// `POST /api/projects/sync/platform`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncRequest {
     /// The platform config whose projects to pull.
@@ -212,7 +218,7 @@ pub struct SyncRequest {
 }
 
 /// Answer of a sync.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncResult {
     /// Projects inserted or refreshed.

@@ -35,6 +35,7 @@ use ai_review_domain::{
     Attempt, CommitSha, LlmProvider, Phase, RepoUrl, ReviewId, RunnerId, RunnerStatus,
     SecretString, TaskId, TaskOutcome, TaskState, Timestamp,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Header carrying the runner id on registration.
@@ -60,7 +61,7 @@ pub const MAX_LOG_LINES_PER_BATCH: usize = 1000;
 pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
 
 /// A runner as returned by the API.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerView {
     /// Id.
@@ -85,7 +86,7 @@ pub struct RunnerView {
 
 /// Answer to `POST /api/runners/register`: the runner record plus the
 /// server's timing parameters.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterResponse {
     /// The runner record.
@@ -100,7 +101,7 @@ pub struct RegisterResponse {
 }
 
 /// Body of `POST /api/runners/:id/heartbeat`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeartbeatRequest {
     /// `online`, `busy` or `offline` (a runner shutting down).
@@ -111,7 +112,7 @@ pub struct HeartbeatRequest {
 }
 
 /// Answer to a heartbeat.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HeartbeatResponse {
     /// Status recorded.
@@ -125,7 +126,7 @@ pub struct HeartbeatResponse {
 }
 
 /// Query of `GET /api/runners/tasks/pending`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PendingQuery {
     /// The polling runner.
@@ -140,7 +141,7 @@ pub struct PendingQuery {
 }
 
 /// What the runner needs to execute a task.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskSpec {
     /// The review this task serves.
@@ -191,7 +192,7 @@ pub struct TaskSpec {
 }
 
 /// HTTP basic credentials for cloning.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CloneCredentials {
     /// User name (`oauth2` for GitLab tokens, `x-access-token` for GitHub).
@@ -202,7 +203,7 @@ pub struct CloneCredentials {
 }
 
 /// A resolved AI configuration as a runner receives it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AiConfigSpec {
     /// The AI config's id (`env` for one built from environment variables).
@@ -240,7 +241,7 @@ pub struct AiConfigSpec {
 }
 
 /// A review template as a runner receives it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateSpec {
     /// Template id.
@@ -250,7 +251,7 @@ pub struct TemplateSpec {
 }
 
 /// A review rule as a runner receives it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleSpec {
     /// Rule id.
@@ -264,7 +265,7 @@ pub struct RuleSpec {
 }
 
 /// A task claimed for the polling runner.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskAssignment {
     /// Task id.
@@ -283,7 +284,7 @@ pub struct TaskAssignment {
 }
 
 /// Body of `POST /api/runners/tasks/:id/status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PhaseRequest {
     /// The calling runner.
@@ -295,7 +296,7 @@ pub struct PhaseRequest {
 }
 
 /// Answer to a phase report.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskStatusResponse {
     /// Task.
@@ -311,7 +312,7 @@ pub struct TaskStatusResponse {
 }
 
 /// One log line sent by a runner.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogLineIn {
     /// Text without trailing newline (cut at 16 KiB).
@@ -325,7 +326,7 @@ pub struct LogLineIn {
 }
 
 /// Body of `POST /api/runners/tasks/:id/logs`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogsRequest {
     /// The calling runner.
@@ -337,7 +338,7 @@ pub struct LogsRequest {
 }
 
 /// Answer to a log batch.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogsResponse {
     /// Lines stored.
@@ -349,7 +350,7 @@ pub struct LogsResponse {
 }
 
 /// Body of `POST /api/runners/tasks/:id/result`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResultRequest {
     /// The calling runner.
@@ -371,7 +372,7 @@ pub struct ResultRequest {
 }
 
 /// Answer to a result submission.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultResponse {
     /// Task.

@@ -363,7 +363,9 @@ pub async fn put_global(
 }
 
 /// Answer of a webhook check.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookCheck {
     /// `active`, `inactive`, `error`, `unknown` or `not_configured`.

@@ -34,7 +34,7 @@ async fn result_of(state: &AppState, id: &str) -> ApiResult<(TaskState, serde_js
 }
 
 /// One review comment (a finding).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Comment {
     /// Stable id: the finding's fingerprint.
@@ -149,7 +149,7 @@ pub async fn files(
 }
 
 /// Per-file progress of a review.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     /// `pending` (not finished), `completed`, `failed`, `cancelled`.
@@ -170,7 +170,7 @@ pub struct Progress {
 }
 
 /// Progress of one file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileProgress {
     /// Path.

@@ -319,7 +319,7 @@ pub struct ListQuery {
 }
 
 /// Counts per status for the list's stats.
-#[derive(Debug, Serialize, Deserialize, Default)]
+#[derive(Debug, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReviewStats {
     /// All reviews matching the date filter.
@@ -335,7 +335,7 @@ pub struct ReviewStats {
 }
 
 /// The `GET /api/reviews` payload.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReviewList {
     /// This page.

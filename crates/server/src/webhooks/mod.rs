@@ -39,7 +39,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 /// Answer to a webhook delivery.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookAnswer {
     /// `queued`, `ignored`, `refused`, `failed` or `duplicate`.
@@ -306,7 +306,7 @@ pub async fn github(
 }
 
 /// A delivery as listed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookEventView {
     /// Id.
