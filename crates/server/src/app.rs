@@ -8,7 +8,7 @@ use crate::clock::DynClock;
 use crate::config::Settings;
 use crate::error::{ApiError, title_for};
 use crate::queue::TaskWake;
-use crate::rate_limit::{ClientKey, Limiter};
+use crate::rate_limit::{ClientKey, Limiter, SharedLimit};
 use crate::routes;
 use ai_review_protocol::Envelope;
 use ai_review_store::DynStore;
@@ -39,7 +39,8 @@ pub struct AppState {
     pub wake: Arc<TaskWake>,
     /// Flips to `true` when the server shuts down (ends long-polls early).
     pub shutdown: watch::Receiver<bool>,
-    /// Per-client rate limiter, if enabled.
+    /// Per-client rate limiter, if enabled. In memory, so per replica: it
+    /// protects this replica's capacity (see [`crate::rate_limit`]).
     pub limiter: Option<Arc<Limiter>>,
     /// Runner id → owning user. Ownership never changes once registered,
     /// so this cache is always right and saves a read on every heartbeat
@@ -52,8 +53,9 @@ pub struct AppState {
     /// HTTP client for forge APIs (pooled, 30 s per request).
     pub forge_http: reqwest::Client,
     /// Login and setup attempts per client IP (password guessing costs an
-    /// Argon2 verification each): 10 a minute after a burst of 20.
-    pub login_limiter: Arc<Limiter>,
+    /// Argon2 verification each), counted in the store so the limit holds
+    /// across replicas: [`SharedLimit::LOGIN`].
+    pub login_limiter: SharedLimit,
     /// This server's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -79,12 +81,7 @@ impl AppState {
             forge_http: ai_review_forge::http_client(std::time::Duration::from_secs(30))
                 .unwrap_or_default(),
             metrics: Arc::default(),
-            login_limiter: Arc::new(Limiter::with_quota(
-                governor::Quota::per_minute(
-                    std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
-                )
-                .allow_burst(std::num::NonZeroU32::new(20).unwrap_or(std::num::NonZeroU32::MIN)),
-            )),
+            login_limiter: SharedLimit::LOGIN,
         }
     }
 }

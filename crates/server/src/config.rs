@@ -65,11 +65,16 @@ pub struct ServerConfig {
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub body_limit_bytes: usize,
 
-    /// Sustained requests per second per client (API key, else IP); 0 disables rate limiting.
+    /// Sustained requests per second per client (API key, else IP), per
+    /// replica: each server replica keeps its own buckets in memory, so N
+    /// replicas behind a load balancer allow up to N times this in total
+    /// (the login throttle, by contrast, is shared across replicas); 0
+    /// disables rate limiting.
     #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 100)]
     pub rate_limit_per_second: u32,
 
-    /// Burst allowance on top of the sustained rate.
+    /// Burst allowance on top of the sustained rate (per replica, like the
+    /// rate).
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 200)]
     pub rate_limit_burst: u32,
 

@@ -1,7 +1,8 @@
 //! The queue's moving parts in the server: wake-ups for long-polling
 //! runners (in process, and across replicas through the store's
 //! announcements), and the reaper that enforces leases, expiry and runner
-//! liveness, once per period across replicas.
+//! liveness and deletes expired sessions and rate-limit windows, once per
+//! period across replicas.
 
 use crate::app::AppState;
 use crate::config::millis;
@@ -134,6 +135,10 @@ pub async fn reap_once(state: &AppState) -> StoreResult<ReaperPass> {
     let sessions = state.store.delete_expired_sessions(now).await?;
     if sessions > 0 {
         tracing::debug!(sessions, "expired dashboard sessions deleted");
+    }
+    let windows = state.store.delete_expired_rate_limit_windows(now).await?;
+    if windows > 0 {
+        tracing::debug!(windows, "expired rate-limit windows deleted");
     }
     Ok(ReaperPass {
         requeued: report.requeued.len(),

@@ -19,6 +19,7 @@ on_both_backends!(
     admins_manage_users_and_keep_an_admin,
     settings_forms_create_and_delete_through_the_api,
     review_pages_show_findings_context_and_log,
+    login_attempts_are_throttled_per_address_in_fixed_windows,
 );
 
 /// Every GET page of the dashboard (ids filled in by the test).
@@ -1177,7 +1178,7 @@ async fn pages_carry_security_headers() {
 }
 
 #[tokio::test]
-async fn login_attempts_are_throttled_per_address_and_made_up_keys_buy_nothing() {
+async fn made_up_api_keys_buy_no_fresh_rate_limit_bucket() {
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
         s.rate_limit = Some(ai_review_server::config::RateLimit {
             per_second: 1,
@@ -1199,14 +1200,26 @@ async fn login_attempts_are_throttled_per_address_and_made_up_keys_buy_nothing()
         statuses.push(r.status().as_u16());
     }
     assert!(statuses.contains(&429), "{statuses:?}");
-    // The login form has its own, stricter throttle (20, then 10 a minute).
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let mut last = 0;
-    for _ in 0..25 {
-        let r = app
-            .submit_raw(
+}
+
+/// The login form has its own, stricter throttle, counted in the store (so
+/// shared by replicas, see tests/replicas.rs): 20 attempts per address in
+/// each two-minute window, whatever the general limit, then 429 with the
+/// seconds left in the window; setup counts against the same address; the
+/// next window starts afresh; the reaper deletes expired windows.
+async fn login_attempts_are_throttled_per_address_in_fixed_windows(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let limit = ai_review_server::rate_limit::SharedLimit::LOGIN;
+    assert_eq!(
+        (limit.max, limit.window),
+        (20, std::time::Duration::from_secs(120))
+    );
+    let attempt = |path: &'static str| {
+        let app = &app;
+        async move {
+            app.submit_raw(
                 None,
-                "/login",
+                path,
                 &[
                     ("_form", "x"),
                     ("email", "admin@example.com"),
@@ -1214,12 +1227,53 @@ async fn login_attempts_are_throttled_per_address_and_made_up_keys_buy_nothing()
                 ],
                 &[],
             )
-            .await;
-        last = r.status().as_u16();
-        if last == 429 {
-            assert!(r.headers().get("retry-after").is_some());
-            break;
+            .await
         }
+    };
+    for n in 1..=20 {
+        // Let through to the form check, which refuses the made-up token.
+        assert_eq!(
+            attempt("/login").await.status().as_u16(),
+            403,
+            "attempt {n}"
+        );
     }
-    assert_eq!(last, 429, "guessing is throttled");
+    let r = attempt("/login").await;
+    assert_eq!(r.status().as_u16(), 429, "the 21st attempt is throttled");
+    // Retry-After: whole seconds (rounded up) until the window ends.
+    let window_ms = 120_000;
+    let left_ms = window_ms - app.clock_now().as_millis().rem_euclid(window_ms);
+    let retry_after: i64 = r.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert_eq!(retry_after, (left_ms + 999) / 1000);
+    assert!(
+        r.text()
+            .await
+            .expect("body")
+            .contains(&format!("try again in {retry_after} s"))
+    );
+    // Setup attempts count against the same address.
+    assert_eq!(attempt("/setup").await.status().as_u16(), 429);
+    // Refused attempts counted too, yet the next window starts afresh.
+    app.advance(std::time::Duration::from_millis(
+        u64::try_from(left_ms).expect("positive"),
+    ));
+    assert_eq!(attempt("/login").await.status().as_u16(), 403);
+    // Two windows later both windows are expired, and the reaper deletes
+    // them (nothing is left for another sweep).
+    app.advance(std::time::Duration::from_millis(2 * 120_000));
+    app.reap().await;
+    assert_eq!(
+        app.server
+            .state
+            .store
+            .delete_expired_rate_limit_windows(app.clock_now())
+            .await
+            .expect("sweep"),
+        0,
+        "the reaper pass deleted the expired windows"
+    );
 }

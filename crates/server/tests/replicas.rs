@@ -1,7 +1,8 @@
 //! Several server replicas on one PostgreSQL behave as one server: a task
 //! enqueued through one wakes a runner long-polling on the other at once
-//! (not at the poll's re-check), and the reaper runs once per period
-//! across them.
+//! (not at the poll's re-check), the reaper runs once per period across
+//! them, and the login throttle counts the attempts made through all of
+//! them together.
 
 use ai_review_domain::Timestamp;
 use ai_review_protocol::client::Registration;
@@ -186,6 +187,99 @@ async fn the_reaper_runs_once_per_period_across_replicas() {
         2
     );
     assert_eq!(runs_seen(&servers), 2.0);
+    for s in servers {
+        s.stop().await.expect("stop");
+    }
+}
+
+/// Opens `/login` on `server` and submits a wrong password for the admin:
+/// the answer (401 when let through).
+async fn failed_login(http: &reqwest::Client, server: &RunningServer) -> reqwest::Response {
+    let page = http
+        .get(format!("{}/login", server.url()))
+        .send()
+        .await
+        .expect("GET /login");
+    assert_eq!(page.status().as_u16(), 200, "GET /login");
+    let cookie = ai_review_testkit::web::set_cookie(&page, "ai_review_form").expect("form cookie");
+    let html = page.text().await.expect("login page");
+    let token = ai_review_testkit::web::form_value(&html, "_form").expect("form token");
+    http.post(format!("{}/login", server.url()))
+        .header(reqwest::header::COOKIE, cookie)
+        .form(&[
+            ("_form", token.as_str()),
+            ("email", "admin@example.com"),
+            ("password", "wrong password"),
+        ])
+        .send()
+        .await
+        .expect("POST /login")
+}
+
+/// Sends failed logins, the n-th (from 0) to `servers[pick(n)]`, until one
+/// is throttled: how many were let through (401) before it, and its
+/// `Retry-After` in seconds.
+async fn attempts_until_throttled(
+    http: &reqwest::Client,
+    servers: &[RunningServer],
+    pick: impl Fn(usize) -> usize,
+) -> (usize, i64) {
+    for n in 0..100 {
+        let r = failed_login(http, &servers[pick(n)]).await;
+        match r.status().as_u16() {
+            401 => continue,
+            429 => {
+                let retry_after = r.headers()["retry-after"]
+                    .to_str()
+                    .expect("ascii")
+                    .parse()
+                    .expect("seconds");
+                return (n, retry_after);
+            }
+            other => panic!("attempt {n}: unexpected {other}"),
+        }
+    }
+    panic!("100 failed logins and no 429")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_alternating_between_replicas_are_throttled_as_on_one() {
+    use ai_review_server::clock::Clock;
+    let (servers, clocks) = replicas(2, false, |_| {}).await;
+    admin_key(&servers[0]).await;
+    let limit = ai_review_server::rate_limit::SharedLimit::LOGIN;
+    let window_ms = i64::try_from(limit.window.as_millis()).expect("ms");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    // Whole seconds (rounded up) to the end of the clocks' current window.
+    let secs_left = || {
+        let left = window_ms - clocks[0].now().as_millis().rem_euclid(window_ms);
+        (left, (left + 999) / 1000)
+    };
+
+    // Replica A alone: `max` wrong passwords, then 429.
+    let (alone, retry_after) = attempts_until_throttled(&http, &servers, |_| 0).await;
+    assert_eq!(alone, usize::try_from(limit.max).expect("max"));
+    assert_eq!(retry_after, secs_left().1);
+
+    // The next window, on both replicas' clocks.
+    let (left_ms, _) = secs_left();
+    for c in &clocks {
+        c.advance(left_ms);
+    }
+    // Alternating A, B, A, B…: throttled after the same total, not twice
+    // as many.
+    let (spread, retry_after) = attempts_until_throttled(&http, &servers, |n| n % 2).await;
+    assert_eq!(spread, alone, "attempts over two replicas count as one");
+    assert_eq!(retry_after, secs_left().1);
+    // Whichever replica is asked next, the address stays throttled.
+    for server in &servers {
+        let r = failed_login(&http, server).await;
+        assert_eq!(r.status().as_u16(), 429, "{}", server.url());
+        assert!(r.headers().get("retry-after").is_some());
+    }
     for s in servers {
         s.stop().await.expect("stop");
     }

@@ -9,7 +9,9 @@
 //! apply each migration once.
 //!
 //! Periodic jobs are claimed per period with one upsert on their
-//! `periodic_jobs` row, which the row lock serialises across replicas.
+//! `periodic_jobs` row, which the row lock serialises across replicas;
+//! shared rate limits (the login throttle) count each attempt with one
+//! upsert on their `rate_limit_windows` row, likewise.
 //! Task announcements travel through `pg_notify` on the channel
 //! `ai_review_tasks`; each listener has a connection of its own (a
 //! dedicated one-connection pool, so it never takes one from the store's
@@ -33,12 +35,12 @@ use ai_review_store::{
     LogAppend, LogAppendOutcome, LogLine, NewApiKey, NewNotification, NewPushSubscription,
     NewReview, NewSession, NewUser, Notification, NotificationFilter, NotificationOutcome,
     NotificationStats, PhaseReport, Project, ProjectFilter, ProjectStats, ProjectUpsert, PushJob,
-    PushState, PushSubscription, ReapReport, Review, ReviewChange, ReviewFilter, Runner,
-    RunnerRegistration, Session, Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAttempt,
-    TaskEvent, TaskRef, TaskResult, TaskTiming, User, UserUpdate, WebhookEvent, WebhookEventFilter,
-    api_key_columns, authenticate_query, config_item_columns, notification_columns, policy,
-    project_columns, push_subscription_columns, review_columns, runner_columns, task_columns,
-    user_columns, webhook_event_columns,
+    PushState, PushSubscription, RateLimitKey, RateLimitWindow, ReapReport, Review, ReviewChange,
+    ReviewFilter, Runner, RunnerRegistration, Session, Store, StoreError, StoreResult,
+    SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef, TaskResult, TaskTiming, User, UserUpdate,
+    WebhookEvent, WebhookEventFilter, api_key_columns, authenticate_query, config_item_columns,
+    notification_columns, policy, project_columns, push_subscription_columns, review_columns,
+    runner_columns, task_columns, user_columns, webhook_event_columns,
 };
 use async_trait::async_trait;
 use sqlx::Transaction;
@@ -2382,6 +2384,43 @@ impl Store for PgStore {
                 .await
                 .map_err(db_error)?;
         Ok(runs.map_or(0, |r| u64::try_from(r).unwrap_or(0)))
+    }
+
+    async fn hit_rate_limit(
+        &self,
+        key: &RateLimitKey,
+        now: Timestamp,
+        window_ms: i64,
+    ) -> StoreResult<RateLimitWindow> {
+        let window = RateLimitWindow::containing(now, window_ms);
+        // Racing inserts of a new window meet on the primary key and racing
+        // increments on the row lock; the loser adds to the winner's row,
+        // so every hit counts once and reads back its own count.
+        let hits: i64 = sqlx::query_scalar(
+            "INSERT INTO rate_limit_windows AS w (key_digest, window_start, expires_at, hits) \
+             VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (key_digest, window_start) DO UPDATE SET hits = w.hits + 1 \
+             RETURNING hits",
+        )
+        .bind(key.as_str())
+        .bind(window.start.as_millis())
+        .bind(window.kept_until().as_millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(RateLimitWindow {
+            hits: u64::try_from(hits).unwrap_or(0),
+            ..window
+        })
+    }
+
+    async fn delete_expired_rate_limit_windows(&self, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM rate_limit_windows WHERE expires_at <= $1")
+            .bind(now.as_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
     }
 
     async fn announce_tasks(&self) -> StoreResult<()> {

@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "periodic_jobs",
         include_str!("../migrations/0010_periodic_jobs.sql"),
     ),
+    (
+        11,
+        "rate_limit_windows",
+        include_str!("../migrations/0011_rate_limit_windows.sql"),
+    ),
 ];
 
 async fn lock(c: &mut PgConnection) -> StoreResult<()> {

@@ -1,9 +1,10 @@
 //! Two server replicas sharing one PostgreSQL database: concurrent claims
 //! and concurrent reaper passes never process a task twice, summaries
 //! scheduled on both are queued and sent once per period, a periodic job
-//! raced by both starts once per period, a task announcement made by one
-//! wakes the other (also after its listener lost its connection), and
-//! concurrent startups apply migrations once.
+//! raced by both starts once per period, rate-limit hits through both add
+//! up in one count, a task announcement made by one wakes the other (also
+//! after its listener lost its connection), and concurrent startups apply
+//! migrations once.
 
 use ai_review_domain::*;
 use ai_review_store::*;
@@ -288,6 +289,7 @@ async fn replicas_starting_together_apply_each_migration_once() {
             (8, "notifications".to_owned()),
             (9, "push_subscriptions".to_owned()),
             (10, "periodic_jobs".to_owned()),
+            (11, "rate_limit_windows".to_owned()),
         ]
     );
 }
@@ -327,6 +329,48 @@ async fn a_periodic_job_raced_by_two_replicas_starts_once_per_period() {
     }
     assert_eq!(a.periodic_runs("shared").await.expect("runs"), 50);
     assert_eq!(b.periodic_runs("fresh-42").await.expect("runs"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limit_hits_on_two_replicas_share_one_count() {
+    const WINDOW: i64 = 120_000;
+    let (a, b) = two_replicas().await;
+    let key = RateLimitKey::new("login", b"192.0.2.10");
+    let now = Timestamp::from_millis(1_800_000_000_000 + 5);
+    // 40 hits at once, half through each replica: each counts once, as if
+    // one replica had taken them all.
+    let hits: Vec<_> = (0..40usize)
+        .map(|n| {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            let key = key.clone();
+            tokio::spawn(async move { store.hit_rate_limit(&key, now, WINDOW).await })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for h in hits {
+        counts.push(h.await.expect("join").expect("hit_rate_limit").hits);
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=40).collect::<Vec<u64>>());
+    assert_eq!(
+        b.hit_rate_limit(&key, now, WINDOW).await.expect("hit").hits,
+        41
+    );
+    // The sweep on either replica deletes the window for both.
+    let later = now.plus_millis(2 * WINDOW);
+    assert_eq!(
+        a.delete_expired_rate_limit_windows(later)
+            .await
+            .expect("sweep"),
+        1
+    );
+    assert_eq!(
+        b.hit_rate_limit(&key, later, WINDOW)
+            .await
+            .expect("hit")
+            .hits,
+        1
+    );
 }
 
 async fn next(announcements: &mut TaskAnnouncements, within: Duration) -> Option<()> {

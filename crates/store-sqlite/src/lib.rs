@@ -31,12 +31,12 @@ use ai_review_store::{
     LogAppend, LogAppendOutcome, LogLine, NewApiKey, NewNotification, NewPushSubscription,
     NewReview, NewSession, NewUser, Notification, NotificationFilter, NotificationOutcome,
     NotificationStats, PhaseReport, Project, ProjectFilter, ProjectStats, ProjectUpsert, PushJob,
-    PushState, PushSubscription, ReapReport, Review, ReviewFilter, Runner, RunnerRegistration,
-    Session, Store, StoreError, StoreResult, SubmitOutcome, Task, TaskAnnouncements, TaskAttempt,
-    TaskEvent, TaskRef, TaskResult, TaskTiming, User, UserUpdate, WebhookEvent, WebhookEventFilter,
-    api_key_columns, authenticate_query, config_item_columns, notification_columns, policy,
-    project_columns, push_subscription_columns, review_columns, runner_columns, task_columns,
-    user_columns, webhook_event_columns,
+    PushState, PushSubscription, RateLimitKey, RateLimitWindow, ReapReport, Review, ReviewFilter,
+    Runner, RunnerRegistration, Session, Store, StoreError, StoreResult, SubmitOutcome, Task,
+    TaskAnnouncements, TaskAttempt, TaskEvent, TaskRef, TaskResult, TaskTiming, User, UserUpdate,
+    WebhookEvent, WebhookEventFilter, api_key_columns, authenticate_query, config_item_columns,
+    notification_columns, policy, project_columns, push_subscription_columns, review_columns,
+    runner_columns, task_columns, user_columns, webhook_event_columns,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -2238,6 +2238,42 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db_error)?;
         Ok(runs.map_or(0, |r| u64::try_from(r).unwrap_or(0)))
+    }
+
+    async fn hit_rate_limit(
+        &self,
+        key: &RateLimitKey,
+        now: Timestamp,
+        window_ms: i64,
+    ) -> StoreResult<RateLimitWindow> {
+        let window = RateLimitWindow::containing(now, window_ms);
+        // One statement on the one writer connection: concurrent hits are
+        // serialised, each adds one and reads back its own count.
+        let hits: i64 = sqlx::query_scalar(
+            "INSERT INTO rate_limit_windows (key_digest, window_start, expires_at, hits) \
+             VALUES (?1, ?2, ?3, 1) \
+             ON CONFLICT (key_digest, window_start) DO UPDATE SET hits = rate_limit_windows.hits + 1 \
+             RETURNING hits",
+        )
+        .bind(key.as_str())
+        .bind(window.start.as_millis())
+        .bind(window.kept_until().as_millis())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(db_error)?;
+        Ok(RateLimitWindow {
+            hits: u64::try_from(hits).unwrap_or(0),
+            ..window
+        })
+    }
+
+    async fn delete_expired_rate_limit_windows(&self, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM rate_limit_windows WHERE expires_at <= ?1")
+            .bind(now.as_millis())
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
     }
 
     /// One process only (the lock file sees to it): the in-process

@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "periodic_jobs",
         include_str!("../migrations/0010_periodic_jobs.sql"),
     ),
+    (
+        11,
+        "rate_limit_windows",
+        include_str!("../migrations/0011_rate_limit_windows.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> StoreResult<()> {

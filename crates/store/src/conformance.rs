@@ -60,6 +60,9 @@ macro_rules! conformance_suite {
             push_subscription_ids_taken_by_another_endpoint_conflict,
             periodic_jobs_start_once_per_period,
             concurrent_periodic_starts_elect_exactly_one,
+            rate_limit_hits_count_per_key_and_window,
+            concurrent_rate_limit_hits_each_count_once,
+            expired_rate_limit_windows_are_pruned,
             task_announcements_reach_listeners_or_are_absent,
         );
     };
@@ -3741,6 +3744,158 @@ pub async fn concurrent_periodic_starts_elect_exactly_one(store: DynStore) {
         assert_eq!(won, 1, "round {round}: exactly one caller starts the job");
     }
     assert_eq!(store.periodic_runs("race").await.expect("runs"), 5);
+}
+
+// ----- shared rate limits --------------------------------------------------
+
+const WINDOW: i64 = 120_000;
+
+/// `T0` is a multiple of [`WINDOW`]: `at(0)` starts a window.
+const _: () = assert!(T0 % WINDOW == 0);
+
+async fn hit(store: &DynStore, key: &RateLimitKey, now: Timestamp) -> RateLimitWindow {
+    store
+        .hit_rate_limit(key, now, WINDOW)
+        .await
+        .expect("hit_rate_limit")
+}
+
+/// Hits count up within a fixed window aligned to multiples of its length
+/// (its first and last millisecond included), the answer names the
+/// window, the next window starts again from one, a lagging clock counts
+/// into the window it is in, keys and limits are independent, and keys
+/// are digests.
+pub async fn rate_limit_hits_count_per_key_and_window(store: DynStore) {
+    let login = RateLimitKey::new("login", b"192.0.2.1");
+    let first = hit(&store, &login, at(0)).await;
+    assert_eq!(
+        first,
+        RateLimitWindow {
+            start: at(0),
+            end: at(WINDOW),
+            hits: 1
+        }
+    );
+    for n in 2..=5 {
+        assert_eq!(hit(&store, &login, at(n * 1_000)).await.hits, n as u64);
+    }
+    let last_ms = hit(&store, &login, at(WINDOW - 1)).await;
+    assert_eq!(
+        (last_ms.start, last_ms.end, last_ms.hits),
+        (at(0), at(WINDOW), 6),
+        "the window's last millisecond is still in it"
+    );
+
+    // Rollover: the next window starts from one; nothing carries over.
+    let next = hit(&store, &login, at(WINDOW)).await;
+    assert_eq!(
+        next,
+        RateLimitWindow {
+            start: at(WINDOW),
+            end: at(2 * WINDOW),
+            hits: 1
+        }
+    );
+    assert_eq!(hit(&store, &login, at(WINDOW + 59_999)).await.hits, 2);
+    // A replica whose clock lags counts into the window it is in.
+    let lagging = hit(&store, &login, at(WINDOW - 10)).await;
+    assert_eq!((lagging.start, lagging.hits), (at(0), 7));
+    assert_eq!(hit(&store, &login, at(WINDOW + 60_000)).await.hits, 3);
+    // A window in the middle of nowhere: aligned to its length, not to the
+    // first hit.
+    let later = hit(&store, &login, at(7 * WINDOW + 1_234)).await;
+    assert_eq!(
+        later,
+        RateLimitWindow {
+            start: at(7 * WINDOW),
+            end: at(8 * WINDOW),
+            hits: 1
+        }
+    );
+
+    // Independent keys: another client, and the same client under another
+    // limit, count from one and leave the first key's count alone.
+    let other_ip = RateLimitKey::new("login", b"192.0.2.2");
+    let other_limit = RateLimitKey::new("setup", b"192.0.2.1");
+    assert_ne!(other_ip, login);
+    assert_ne!(other_limit, login);
+    assert_eq!(hit(&store, &other_ip, at(WINDOW + 1)).await.hits, 1);
+    assert_eq!(hit(&store, &other_ip, at(WINDOW + 2)).await.hits, 2);
+    assert_eq!(hit(&store, &other_limit, at(WINDOW + 3)).await.hits, 1);
+    assert_eq!(hit(&store, &login, at(WINDOW + 4)).await.hits, 4);
+
+    // Keys are digests: the same inputs give the same key, and nothing of
+    // the client shows in it.
+    assert_eq!(RateLimitKey::new("login", b"192.0.2.1"), login);
+    assert_eq!(login.as_str().len(), 64);
+    assert!(login.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(!login.as_str().contains("192"));
+}
+
+/// Concurrent hits on one key and window, as from several replicas at
+/// once: each counts exactly once and reads back a count of its own.
+pub async fn concurrent_rate_limit_hits_each_count_once(store: DynStore) {
+    let key = RateLimitKey::new("login", b"198.51.100.7");
+    // Round 0 races to insert the window's row, round 1 to update it,
+    // round 2 to insert the next window's.
+    for (round, now) in [at(0), at(10), at(WINDOW + 10)].into_iter().enumerate() {
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, key) = (store.clone(), key.clone());
+                tokio::spawn(async move { store.hit_rate_limit(&key, now, WINDOW).await })
+            })
+            .collect();
+        let mut counts = Vec::new();
+        for c in calls {
+            counts.push(c.await.expect("join").expect("hit_rate_limit").hits);
+        }
+        counts.sort_unstable();
+        let expected: Vec<u64> = match round {
+            1 => (9..=16).collect(),
+            _ => (1..=8).collect(),
+        };
+        assert_eq!(counts, expected, "round {round}");
+    }
+}
+
+/// The sweep deletes every key's windows once one more window has passed
+/// after their end (and not before), reports how many, and leaves newer
+/// windows counting where they were.
+pub async fn expired_rate_limit_windows_are_pruned(store: DynStore) {
+    let a = RateLimitKey::new("login", b"203.0.113.1");
+    let b = RateLimitKey::new("login", b"203.0.113.2");
+    hit(&store, &a, at(5)).await;
+    hit(&store, &a, at(6)).await;
+    hit(&store, &b, at(7)).await;
+    hit(&store, &a, at(WINDOW + 5)).await;
+    let first = RateLimitWindow::containing(at(5), WINDOW);
+    assert_eq!(first.kept_until(), at(2 * WINDOW));
+
+    let prune = |now: Timestamp| {
+        let store = store.clone();
+        async move {
+            store
+                .delete_expired_rate_limit_windows(now)
+                .await
+                .expect("delete_expired_rate_limit_windows")
+        }
+    };
+    assert_eq!(prune(at(WINDOW)).await, 0, "a window just ended is kept");
+    assert_eq!(
+        prune(at(2 * WINDOW - 1)).await,
+        0,
+        "kept until one window past its end"
+    );
+    // Still there: a lagging replica keeps counting into it.
+    assert_eq!(hit(&store, &a, at(WINDOW - 1)).await.hits, 3);
+    assert_eq!(prune(at(2 * WINDOW)).await, 2, "both keys' first windows");
+    assert_eq!(prune(at(2 * WINDOW)).await, 0, "nothing left to delete");
+    // The second window of `a` was not touched.
+    assert_eq!(hit(&store, &a, at(WINDOW + 6)).await.hits, 2);
+    // A deleted window counts afresh if a (very) lagging clock hits it.
+    assert_eq!(hit(&store, &b, at(8)).await.hits, 1);
+    assert_eq!(prune(at(3 * WINDOW)).await, 2);
+    assert_eq!(prune(at(100 * WINDOW)).await, 0);
 }
 
 /// Announcing always succeeds. A backend that offers announcements

@@ -73,6 +73,21 @@
 //! The period is the caller's; the runs are counted
 //! ([`Store::periodic_runs`]) for tests and metrics.
 //!
+//! # Shared rate limits
+//!
+//! A limit that must hold across server replicas (the login throttle: an
+//! attacker spreading guesses over N replicas must not get N times the
+//! guesses) is counted in the store, in fixed windows aligned to multiples
+//! of the window's length since the Unix epoch, so every replica computes
+//! the same windows. [`Store::hit_rate_limit`] counts one attempt with one
+//! statement (`INSERT … ON CONFLICT (key_digest, window_start) DO UPDATE
+//! SET hits = hits + 1 RETURNING hits`) and answers the window with its
+//! count; the caller compares it with its limit. Keys
+//! ([`RateLimitKey`]) are digests, never a raw address, email or
+//! credential. A window's row is kept until one more window has passed
+//! after its end and [`Store::delete_expired_rate_limit_windows`] (the
+//! reaper) deletes it after that.
+//!
 //! # Task announcements
 //!
 //! Runners long-poll for tasks. The server wakes the polls it holds when a
@@ -624,6 +639,47 @@ pub trait Store: Send + Sync + 'static {
     /// How many times `job` was started by [`Store::try_start_periodic`]
     /// (0 if never).
     async fn periodic_runs(&self, job: &str) -> StoreResult<u64>;
+
+    /// Counts one attempt against the shared rate limit `key` and returns
+    /// the fixed window of `window_ms` milliseconds containing `now` (see
+    /// [`RateLimitWindow::containing`]; values below 1 count as 1) with the
+    /// number of attempts counted in it so far, this one included.
+    ///
+    /// This is the counter behind limits that must hold across server
+    /// replicas, such as the login throttle: every replica counts into the
+    /// same row, so N replicas allow the same number of attempts per window
+    /// as one. The caller decides: over its limit when the returned `hits`
+    /// exceed it, until the returned window's `end`. Every call counts, a
+    /// refused attempt included (a client that keeps trying while limited
+    /// stays limited until the window ends, not longer).
+    ///
+    /// One atomic statement (`INSERT … ON CONFLICT (key_digest,
+    /// window_start) DO UPDATE SET hits = hits + 1 RETURNING hits`), so
+    /// concurrent calls for one key and window, on this replica or others,
+    /// each count exactly once and each see a different count (PostgreSQL:
+    /// the upsert's row lock; SQLite: the one writer). A `now` in an earlier
+    /// window (a replica whose clock lags) counts into that window (from
+    /// one again if its row was already deleted). Windows start afresh at zero: nothing carries over
+    /// from the previous window. Use one `window_ms` per key (the key names
+    /// the limit, [`RateLimitKey::new`]); two lengths for one key would
+    /// share rows whose windows start at the same instant.
+    ///
+    /// Nothing is pruned here, to keep the call one write: rows are deleted
+    /// by [`Store::delete_expired_rate_limit_windows`] once
+    /// [`RateLimitWindow::kept_until`] has passed.
+    async fn hit_rate_limit(
+        &self,
+        key: &RateLimitKey,
+        now: Timestamp,
+        window_ms: i64,
+    ) -> StoreResult<RateLimitWindow>;
+
+    /// Deletes the rate-limit windows of every key whose
+    /// [`RateLimitWindow::kept_until`] is at or before `now` (one window
+    /// past their end: nothing counts into them any more); returns how
+    /// many. The reaper calls it, so the table holds about two windows of
+    /// attempts whatever the number of clients.
+    async fn delete_expired_rate_limit_windows(&self, now: Timestamp) -> StoreResult<u64>;
 
     /// Tells the other processes sharing the database that tasks became
     /// claimable, so they wake their long-polling runners. Call it after

@@ -930,3 +930,63 @@ pub struct PushSubscription {
     /// When it was last saved.
     pub updated_at: Timestamp,
 }
+
+/// What a shared rate limit counts against ([`crate::Store::hit_rate_limit`]):
+/// the SHA-256 digest (lowercase hex) of the limit's name and the client's
+/// identity, so the store never holds an address, an email or a credential,
+/// and two limits never share a counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RateLimitKey(String);
+
+impl RateLimitKey {
+    /// The key of `subject` (an address, a credential's digest…) under the
+    /// limit named `limit` (e.g. `login`).
+    pub fn new(limit: &str, subject: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"ai-review rate limit v1\0");
+        // Length-prefixed, so no (limit, subject) pair can pass for another.
+        h.update((limit.len() as u64).to_be_bytes());
+        h.update(limit.as_bytes());
+        h.update(subject);
+        Self(hex::encode(h.finalize()))
+    }
+
+    /// The digest as lowercase hex, as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One fixed window of a shared rate limit and the attempts counted in it
+/// ([`crate::Store::hit_rate_limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitWindow {
+    /// When the window started: a multiple of its length since the Unix
+    /// epoch, so every replica computes the same windows.
+    pub start: Timestamp,
+    /// When it ends, and the next window starts counting from zero.
+    pub end: Timestamp,
+    /// Attempts counted in it, the one just counted included.
+    pub hits: u64,
+}
+
+impl RateLimitWindow {
+    /// The window of `window_ms` milliseconds (values below 1 count as 1)
+    /// that contains `now`, with no hits yet.
+    pub fn containing(now: Timestamp, window_ms: i64) -> Self {
+        let len = window_ms.max(1);
+        let start = now.as_millis() - now.as_millis().rem_euclid(len);
+        Self {
+            start: Timestamp::from_millis(start),
+            end: Timestamp::from_millis(start.saturating_add(len)),
+            hits: 0,
+        }
+    }
+
+    /// Until when the store keeps the window's row: one more window past
+    /// its end, so a replica whose clock lags a little behind still counts
+    /// into the same row instead of starting it afresh.
+    pub fn kept_until(&self) -> Timestamp {
+        self.end.plus_millis(self.end.millis_since(self.start))
+    }
+}

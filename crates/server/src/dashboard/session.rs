@@ -89,23 +89,28 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConnectInfoIp {
     }
 }
 
-/// 429 when this IP tried to log in (or set up) too often.
-fn throttle(state: &AppState, ip: std::net::IpAddr) -> Result<(), PageError> {
-    match state
+/// 429 when this IP tried to log in (or set up) too often, counted across
+/// every replica sharing the store; `Retry-After` is the time until the
+/// window ends, in whole seconds rounded up.
+async fn throttle(state: &AppState, ip: std::net::IpAddr) -> Result<(), PageError> {
+    let verdict = state
         .login_limiter
-        .check(&crate::rate_limit::ClientKey::Ip(ip))
-    {
+        .check(
+            state.store.as_ref(),
+            &crate::rate_limit::ClientKey::Ip(ip),
+            state.clock.now(),
+        )
+        .await?;
+    match verdict {
         Ok(()) => Ok(()),
         Err(wait) => {
             tracing::warn!(client.ip = %ip, "login attempts throttled");
+            let secs = wait.as_millis().div_ceil(1000).max(1);
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "too many login attempts from your address; try again in {} s",
-                    wait.as_secs().max(1)
-                ),
+                format!("too many login attempts from your address; try again in {secs} s"),
             );
-            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 e.headers.push((header::RETRY_AFTER, v));
             }
             Err(e.into())
@@ -207,7 +212,7 @@ pub async fn login(
     ConnectInfoIp(ip): ConnectInfoIp,
     axum::Form(f): axum::Form<LoginForm>,
 ) -> PageResult<Response> {
-    throttle(&state, ip)?;
+    throttle(&state, ip).await?;
     check_form_token(&headers, &f.form)?;
     let next = safe_next(f.next.as_deref());
     let user = match Email::parse(f.email.trim()) {
@@ -338,7 +343,7 @@ pub async fn setup(
     ConnectInfoIp(ip): ConnectInfoIp,
     axum::Form(f): axum::Form<SetupForm>,
 ) -> PageResult<Response> {
-    throttle(&state, ip)?;
+    throttle(&state, ip).await?;
     check_form_token(&headers, &f.form)?;
     let again = |msg: &str| -> PageResult<Response> {
         let (token, c) = form_token(&state);
