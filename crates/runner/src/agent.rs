@@ -7,6 +7,7 @@ use crate::engine::*;
 use crate::gateway::{self, Gateway, GatewayConfig, GatewayStartError, RetryPolicy};
 use crate::git::{self, CloneError, CloneRequest};
 use crate::logs::LogBuffer;
+use crate::metrics::{Gauges, Metrics, StartSource, TaskEnd};
 use ai_review_domain::{Attempt, Phase, RunnerStatus, SecretString, TaskId, TaskOutcome};
 use ai_review_executor::gateway::GATEWAY_SOCKET;
 use ai_review_executor::{
@@ -18,13 +19,16 @@ use ai_review_protocol::runner::{AiConfigSpec, RegisterResponse, TaskAssignment,
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// The runner's version, sent at registration.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -49,6 +53,14 @@ pub enum RunnerError {
     /// The container engine is not usable.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The metrics listener could not be opened.
+    #[error("cannot listen on RUNNER_METRICS_ADDR={addr}: {source}")]
+    MetricsListen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -109,6 +121,34 @@ pub struct Agent {
     tasks: TaskTracker,
     pool: Pool,
     model_http: reqwest::Client,
+    metrics: Arc<Metrics>,
+}
+
+/// A runner started by [`Agent::start`]: its metrics address, and its end.
+/// Dropping it detaches the runner, which stops when its `shutdown` token
+/// fires.
+pub struct RunningRunner {
+    metrics_addr: Option<SocketAddr>,
+    handle: JoinHandle<Result<(), RunnerError>>,
+}
+
+impl RunningRunner {
+    /// The bound metrics address (port 0 resolved), when
+    /// `RUNNER_METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Waits until the runner has drained and stopped.
+    pub async fn wait(self) -> Result<(), RunnerError> {
+        match self.handle.await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(RunnerError::Other(format!(
+                "the runner stopped abnormally: {e}"
+            ))),
+        }
+    }
 }
 
 /// Exit code for configuration errors.
@@ -255,6 +295,17 @@ impl Agent {
         engine: Arc<dyn ContainerEngine>,
         shutdown: CancellationToken,
     ) -> Result<(), RunnerError> {
+        Self::start(cfg, engine, shutdown).await?.wait().await
+    }
+
+    /// Checks the engine and opens the metrics listener (when
+    /// `RUNNER_METRICS_ADDR` is set), then runs the rest of [`Agent::run`]
+    /// in the background. Errors here are the engine's or the listener's.
+    pub async fn start(
+        cfg: RunnerConfig,
+        engine: Arc<dyn ContainerEngine>,
+        shutdown: CancellationToken,
+    ) -> Result<RunningRunner, RunnerError> {
         engine.check(&cfg.image).await?;
         let model_http = gateway::http_client()
             .map_err(|e| RunnerError::Other(format!("cannot build the model HTTP client: {e}")))?;
@@ -265,14 +316,7 @@ impl Agent {
             cfg.request_timeout,
         )
         .map_err(|e| RunnerError::Other(e.to_string()))?;
-        let Some(reg) = register(&cfg, &client, &shutdown).await? else {
-            return Ok(());
-        };
-        tracing::info!(
-            runner.id = %reg.runner.id,
-            lease_ms = reg.lease_duration_ms,
-            "registered with {}", cfg.server_url
-        );
+        let metrics_at = cfg.metrics_addr;
         let agent = Arc::new(Agent {
             slots: Arc::new(Semaphore::new(cfg.max_concurrent_jobs as usize)),
             pool: Pool {
@@ -288,7 +332,59 @@ impl Agent {
             running: AtomicU32::new(0),
             tasks: TaskTracker::new(),
             model_http,
+            metrics: Arc::new(Metrics::default()),
         });
+        let metrics_stop = CancellationToken::new();
+        let mut metrics_server = None;
+        let mut metrics_addr = None;
+        if let Some(at) = metrics_at {
+            let listen_err = |source| RunnerError::MetricsListen { addr: at, source };
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(listen_err)?;
+            let bound = listener.local_addr().map_err(listen_err)?;
+            let a = agent.clone();
+            let render: crate::metrics::Render = Arc::new(move || a.render_metrics());
+            tracing::info!(metrics.addr = %bound, "runner metrics listening");
+            metrics_server = Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                render,
+                metrics_stop.clone(),
+            )));
+            metrics_addr = Some(bound);
+        }
+        let handle = tokio::spawn(async move {
+            let result = agent.serve(&shutdown).await;
+            metrics_stop.cancel();
+            if let Some(mut server) = metrics_server {
+                // A scraper holding its connection open must not keep
+                // the runner from exiting.
+                if tokio::time::timeout(Duration::from_secs(2), &mut server)
+                    .await
+                    .is_err()
+                {
+                    server.abort();
+                }
+            }
+            result
+        });
+        Ok(RunningRunner {
+            metrics_addr,
+            handle,
+        })
+    }
+
+    /// Registers, reaps leftovers, serves until `shutdown`, drains.
+    async fn serve(self: Arc<Self>, shutdown: &CancellationToken) -> Result<(), RunnerError> {
+        let agent = self;
+        let Some(reg) = register(&agent.cfg, &agent.client, shutdown).await? else {
+            return Ok(());
+        };
+        tracing::info!(
+            runner.id = %reg.runner.id,
+            lease_ms = reg.lease_duration_ms,
+            "registered with {}", agent.cfg.server_url
+        );
         agent.reap_leftovers().await;
         let pruned =
             gateway::prune_cache(&model_cache_dir(&agent.cfg), gateway::CACHE_MAX_AGE).await;
@@ -298,7 +394,7 @@ impl Agent {
         let filler = tokio::spawn(agent.clone().fill_pool());
         let hb_stop = CancellationToken::new();
         let hb = tokio::spawn(agent.clone().heartbeats(hb_stop.clone()));
-        agent.clone().poll(&shutdown).await;
+        agent.clone().poll(shutdown).await;
         agent.drain().await;
         hb_stop.cancel();
         let _ = hb.await;
@@ -308,6 +404,16 @@ impl Agent {
         let _ = agent.client.heartbeat(RunnerStatus::Offline, 0).await;
         tracing::info!("runner stopped");
         Ok(())
+    }
+
+    /// The exposition text of this runner's metrics, gauges read now.
+    fn render_metrics(&self) -> String {
+        let pool_size = self.pool.ready.lock().map(|r| r.len()).unwrap_or(0);
+        self.metrics.render(Gauges {
+            slots: self.cfg.max_concurrent_jobs,
+            slots_in_use: self.active_jobs(),
+            pool_size,
+        })
     }
 
     fn active_jobs(&self) -> u32 {
@@ -358,6 +464,7 @@ impl Agent {
                             None,
                         )
                         .await;
+                    self.metrics.task_finished(TaskEnd::RunnerRestarted);
                     if let Err(e) = r {
                         tracing::info!(task.id = %rec.task_id, error = %e, "restart report not accepted (the lease may have expired already)");
                     }
@@ -410,6 +517,7 @@ impl Agent {
         let dir = runner_dir(&self.cfg).join(&name);
         make_dir(&dir).await?;
         let spec = container_spec(&self.cfg, &name, &dir, true);
+        let asked = Instant::now();
         let id = match self.engine.create(&spec).await {
             Ok(id) => id,
             Err(e) => {
@@ -422,6 +530,8 @@ impl Agent {
             remove_path(&dir).await;
             return Err(e.to_string());
         }
+        self.metrics
+            .container_started(StartSource::Pool, asked.elapsed().as_secs_f64());
         Ok(Slot {
             name,
             dir,
@@ -447,9 +557,11 @@ impl Agent {
     async fn take_slot(&self) -> Result<Slot, String> {
         let warm = self.pool.ready.lock().ok().and_then(|mut r| r.pop_front());
         if let Some(s) = warm {
+            self.metrics.pool_hit();
             self.pool.refill.notify_one();
             return Ok(s);
         }
+        self.metrics.pool_miss();
         let name = new_slot_name(&self.cfg);
         let dir = runner_dir(&self.cfg).join(&name);
         make_dir(&dir).await?;
@@ -537,15 +649,26 @@ impl Agent {
                         }
                         self.running.fetch_add(1, Ordering::SeqCst);
                         let agent = self.clone();
-                        self.tasks.spawn(async move {
-                            let id = t.task_id.clone();
-                            agent.execute(t, stop).await;
-                            if let Ok(mut a) = agent.active.lock() {
-                                a.remove(&id);
+                        // Every log line about the task, from any of its
+                        // futures, names the task, attempt and request.
+                        let span = tracing::info_span!(
+                            "task",
+                            task.id = %t.task_id,
+                            task.attempt = t.attempt.0,
+                            request.id = t.spec.request_id.as_deref(),
+                        );
+                        self.tasks.spawn(
+                            async move {
+                                let id = t.task_id.clone();
+                                agent.execute(t, stop).await;
+                                if let Ok(mut a) = agent.active.lock() {
+                                    a.remove(&id);
+                                }
+                                agent.running.fetch_sub(1, Ordering::SeqCst);
+                                drop(permit);
                             }
-                            agent.running.fetch_sub(1, Ordering::SeqCst);
-                            drop(permit);
-                        });
+                            .instrument(span),
+                        );
                     }
                     drop(permits);
                     if empty {
@@ -630,12 +753,11 @@ impl Agent {
             ),
         );
         let flush_done = CancellationToken::new();
-        let flusher = tokio::spawn(self.clone().flush_logs(
-            t.clone(),
-            log.clone(),
-            stop.clone(),
-            flush_done.clone(),
-        ));
+        let flusher = tokio::spawn(
+            self.clone()
+                .flush_logs(t.clone(), log.clone(), stop.clone(), flush_done.clone())
+                .instrument(tracing::Span::current()),
+        );
         let mut slot = None;
         let mut model_gateway = None;
         let mut outcome = self
@@ -678,25 +800,41 @@ impl Agent {
             tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
         }
         if stop.reason() == Some(StopReason::LeaseLost) {
+            self.metrics.task_finished(TaskEnd::LeaseLost);
             tracing::warn!(task.id = %t.task_id, "lease lost; result not submitted");
             return;
         }
-        let (outcome, reason, retryable, output) = match (stop.reason(), outcome) {
+        let (end, outcome, reason, retryable, output) = match (stop.reason(), outcome) {
             (Some(StopReason::Cancelled), _) => (
+                TaskEnd::Cancelled,
                 TaskOutcome::Cancelled,
                 Some("cancelled by user".to_owned()),
                 false,
                 None,
             ),
             (Some(StopReason::Interrupted), _) => (
+                TaskEnd::Interrupted,
                 TaskOutcome::Failed,
                 Some("interrupted: the runner shut down before the task finished".to_owned()),
                 true,
                 None,
             ),
-            (_, Ok(out)) => (TaskOutcome::Succeeded, None, false, Some(out)),
-            (_, Err(f)) => (TaskOutcome::Failed, Some(f.reason), f.retryable, None),
+            (_, Ok(out)) => (
+                TaskEnd::Succeeded,
+                TaskOutcome::Succeeded,
+                None,
+                false,
+                Some(out),
+            ),
+            (_, Err(f)) => (
+                TaskEnd::Failed,
+                TaskOutcome::Failed,
+                Some(f.reason),
+                f.retryable,
+                None,
+            ),
         };
+        self.metrics.task_finished(end);
         let _ = self
             .client
             .report_phase(&t.task_id, t.attempt, Phase::Submitting)
@@ -869,6 +1007,7 @@ impl Agent {
                     deadline: std::time::Instant::now() + self.cfg.container_timeout,
                     retry: RetryPolicy::default(),
                     http: self.model_http.clone(),
+                    metrics: self.metrics.clone(),
                 };
                 let g = Gateway::start(&dir.join(GATEWAY_SOCKET), cfg)
                     .await
@@ -911,6 +1050,7 @@ impl Agent {
             Some(id) => id,
             None => {
                 let spec = container_spec(&self.cfg, &name, &dir, false);
+                let asked = Instant::now();
                 let id = self
                     .engine
                     .create(&spec)
@@ -923,6 +1063,8 @@ impl Agent {
                     .start(&id)
                     .await
                     .map_err(|e| Failure::retry(e.to_string()))?;
+                self.metrics
+                    .container_started(StartSource::Cold, asked.elapsed().as_secs_f64());
                 id
             }
         };

@@ -6,6 +6,7 @@
 
 use ai_review_domain::{RunnerId, TagSet};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -88,6 +89,11 @@ pub const VARS: &[VarSpec] = &[
         help: "on SIGTERM/SIGINT, how long running tasks may finish before they are interrupted",
     },
     VarSpec {
+        name: "RUNNER_METRICS_ADDR",
+        default: Some(""),
+        help: "serve Prometheus metrics at GET /metrics on this IP address and port (e.g. 0.0.0.0:9101); empty: no metrics listener",
+    },
+    VarSpec {
         name: "DOCKER_MEMORY_LIMIT",
         default: Some("1g"),
         help: "memory limit per container (bytes, or with k/m/g suffix)",
@@ -158,6 +164,8 @@ pub struct RunnerConfig {
     pub clone_depth: u32,
     /// Drain grace period.
     pub drain_timeout: Duration,
+    /// Where `GET /metrics` is served (`None`: nowhere).
+    pub metrics_addr: Option<SocketAddr>,
     /// Container memory limit in bytes.
     pub memory_bytes: i64,
     /// Container CPU limit in nano-CPUs.
@@ -329,6 +337,18 @@ impl RunnerConfig {
         let request_timeout = r.millis("RUNNER_REQUEST_TIMEOUT_MS", 100);
         let clone_depth = r.number("RUNNER_CLONE_DEPTH", 0u32, 1_000_000, "a whole number");
         let drain_timeout = r.millis("RUNNER_DRAIN_TIMEOUT_MS", 0);
+        let metrics_addr = match r.raw("RUNNER_METRICS_ADDR").map(str::to_owned) {
+            None => None,
+            Some(raw) => match raw.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    r.errors.push(format!(
+                        "RUNNER_METRICS_ADDR={raw:?} must be an IP address and port, e.g. 0.0.0.0:9101 or 127.0.0.1:9101 (unset it for no metrics listener)"
+                    ));
+                    None
+                }
+            },
+        };
         let mem_raw = r.text("DOCKER_MEMORY_LIMIT");
         let memory_bytes = match parse_bytes(&mem_raw) {
             Some(b) if b >= 6 * 1024 * 1024 => b,
@@ -392,6 +412,7 @@ impl RunnerConfig {
                 request_timeout,
                 clone_depth,
                 drain_timeout,
+                metrics_addr,
                 memory_bytes,
                 nano_cpus,
                 pids_limit,
@@ -450,6 +471,7 @@ mod tests {
         assert_eq!(c.nano_cpus, 1_000_000_000);
         assert_eq!(c.network_mode, "none");
         assert_eq!(c.container_timeout, Duration::from_secs(600));
+        assert_eq!(c.metrics_addr, None, "no metrics listener unless asked");
         assert!(!format!("{c:?}").contains(KEY), "the token never prints");
     }
 
@@ -480,6 +502,41 @@ mod tests {
             assert!(text.contains(var), "missing {var:?} in:\n{text}");
         }
         assert!(!text.contains("secret"), "the token value is never echoed");
+    }
+
+    fn with_metrics_addr(value: &str) -> Result<RunnerConfig, ConfigErrors> {
+        RunnerConfig::from_map(&env(&[
+            ("RUNNER_SERVER_URL", "http://server:3000"),
+            ("RUNNER_TOKEN", KEY),
+            ("RUNNER_NAME", "runner-1"),
+            ("DOCKER_EXECUTOR_IMAGE", "ai-review-executor:latest"),
+            ("RUNNER_METRICS_ADDR", value),
+        ]))
+    }
+
+    #[test]
+    fn the_metrics_address_is_an_ip_and_port() {
+        let c = with_metrics_addr("0.0.0.0:9101").expect("valid");
+        assert_eq!(c.metrics_addr, Some("0.0.0.0:9101".parse().expect("addr")));
+        let c = with_metrics_addr("[::1]:0").expect("valid");
+        assert_eq!(c.metrics_addr, Some("[::1]:0".parse().expect("addr")));
+        assert_eq!(with_metrics_addr("  ").expect("blank").metrics_addr, None);
+        for bad in [
+            "9101",
+            "localhost:9101",
+            "0.0.0.0",
+            "0.0.0.0:99999",
+            "http://0.0.0.0:9101",
+        ] {
+            let e = with_metrics_addr(bad).expect_err(bad);
+            assert_eq!(e.0.len(), 1, "one error: {e}");
+            assert!(
+                e.0[0].starts_with(&format!(
+                    "RUNNER_METRICS_ADDR={bad:?} must be an IP address and port"
+                )),
+                "{e}"
+            );
+        }
     }
 
     #[test]

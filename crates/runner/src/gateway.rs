@@ -36,6 +36,7 @@
 //! Logs name the task, model, label, duration and tokens; never the key or
 //! the prompt.
 
+use crate::metrics::Metrics;
 use ai_review_domain::LlmProvider;
 use ai_review_executor::gateway::{
     ChatMessage, ChatRequest, ChatResponse, ChatRole, GatewayError, ModelUsage, TokenUsage,
@@ -54,6 +55,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Directory of the response cache under `DOCKER_WORKSPACE_BASE`.
 pub const CACHE_DIR: &str = "model-cache";
@@ -104,6 +106,8 @@ pub struct GatewayConfig {
     pub retry: RetryPolicy,
     /// HTTP client for the provider (see [`http_client`]).
     pub http: reqwest::Client,
+    /// The runner's registry: answers by status, billed tokens, cache hits.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why a gateway could not start.
@@ -170,10 +174,14 @@ impl Gateway {
             token_budget: Some(cfg.ai.token_budget),
             ..ModelUsage::default()
         };
+        // The gateway's own tasks do not inherit the caller's span; they
+        // take it from here so their log lines name the task and request.
+        let span = tracing::Span::current();
         let inner = Arc::new(Inner {
             endpoint,
             cfg,
             book: Mutex::new(Book { usage, reserved: 0 }),
+            span: span.clone(),
         });
         let app = Router::new()
             .route("/v1/chat", post(chat))
@@ -182,14 +190,17 @@ impl Gateway {
             .with_state(inner.clone());
         let stop = CancellationToken::new();
         let shutdown = stop.clone();
-        let server = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                tracing::warn!(error = %e, "model gateway stopped with an error");
+        let server = tokio::spawn(
+            async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::warn!(error = %e, "model gateway stopped with an error");
+                }
             }
-        });
+            .instrument(span),
+        );
         Ok(Self {
             socket: socket.to_owned(),
             inner,
@@ -252,6 +263,8 @@ struct Inner {
     cfg: GatewayConfig,
     endpoint: String,
     book: Mutex<Book>,
+    /// The span of the task the gateway serves.
+    span: tracing::Span,
 }
 
 impl Inner {
@@ -317,6 +330,13 @@ async fn usage_of(State(inner): State<Arc<Inner>>) -> axum::Json<ModelUsage> {
 }
 
 async fn chat(State(inner): State<Arc<Inner>>, body: Body) -> Response {
+    let metrics = inner.cfg.metrics.clone();
+    let r = answer_chat(inner, body).await;
+    metrics.gateway_request(r.status().as_u16());
+    r
+}
+
+async fn answer_chat(inner: Arc<Inner>, body: Body) -> Response {
     let bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
         Ok(b) => b,
         Err(e) => {
@@ -334,7 +354,8 @@ async fn chat(State(inner): State<Arc<Inner>>, body: Body) -> Response {
     };
     // The provider call runs detached: if the executor disconnects, an
     // answer already paid for still reaches the cache.
-    match tokio::spawn(complete(inner, req)).await {
+    let span = inner.span.clone();
+    match tokio::spawn(complete(inner, req).instrument(span)).await {
         Ok(Ok(r)) => axum::Json(r).into_response(),
         Ok(Err(refusal)) => refusal.into_response(),
         Err(e) => Refusal::upstream(format!("the gateway failed: {e}")).into_response(),
@@ -392,9 +413,14 @@ async fn complete(inner: Arc<Inner>, req: ChatRequest) -> Result<ChatResponse, R
         u.output_tokens += r.usage.output_tokens;
         if r.cached {
             u.cached_calls += 1;
+            inner.cfg.metrics.gateway_cache_hit();
         } else {
             u.billed_input_tokens += r.usage.input_tokens;
             u.billed_output_tokens += r.usage.output_tokens;
+            inner
+                .cfg
+                .metrics
+                .gateway_tokens(r.usage.input_tokens, r.usage.output_tokens);
         }
     }
     result

@@ -8,6 +8,7 @@
 //!   socket (provider translation, key, retries, budget, usage, cache).
 //! * [`agent`]: registration, heartbeats, the poller, the warm pool, task
 //!   execution, leftover reaping and graceful drain.
+//! * [`metrics`]: the runner's Prometheus metrics on `RUNNER_METRICS_ADDR`.
 
 pub mod agent;
 pub mod config;
@@ -17,3 +18,4 @@ pub mod fake;
 pub mod gateway;
 pub mod git;
 pub mod logs;
+pub mod metrics;

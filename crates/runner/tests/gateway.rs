@@ -1,15 +1,18 @@
 //! The model gateway over a real Unix socket against the fake model server,
 //! for both providers: the key, translation, retries honouring
-//! `Retry-After`, timeouts, malformed answers, the token budget, usage and
-//! the response cache.
+//! `Retry-After`, timeouts, malformed answers, the token budget, usage,
+//! the response cache, and what the runner's metrics count of it all.
 
 use ai_review_domain::{LlmProvider, SecretString};
 use ai_review_executor::gateway::{ChatResponse, GatewayError, ModelUsage};
 use ai_review_fake_llm::{FakeLlm, Reply};
 use ai_review_protocol::runner::AiConfigSpec;
 use ai_review_runner::gateway::{Gateway, GatewayConfig, RetryPolicy, http_client};
+use ai_review_runner::metrics::{Gauges, Metrics};
+use ai_review_testkit::prom;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const KEY: &str = "sk-test-gateway-key-0123456789";
@@ -41,6 +44,7 @@ struct Rig {
     cache: PathBuf,
     gateway: Gateway,
     http: reqwest::Client,
+    metrics: Arc<Metrics>,
 }
 
 fn quick_retries() -> RetryPolicy {
@@ -52,6 +56,10 @@ fn quick_retries() -> RetryPolicy {
 }
 
 async fn start_in(dir: &Path, task: &str, ai: AiConfigSpec) -> Gateway {
+    start_counted(dir, task, ai, Arc::default()).await
+}
+
+async fn start_counted(dir: &Path, task: &str, ai: AiConfigSpec, metrics: Arc<Metrics>) -> Gateway {
     Gateway::start(
         &dir.join("model.sock"),
         GatewayConfig {
@@ -61,6 +69,7 @@ async fn start_in(dir: &Path, task: &str, ai: AiConfigSpec) -> Gateway {
             deadline: Instant::now() + Duration::from_secs(60),
             retry: quick_retries(),
             http: http_client().expect("http client"),
+            metrics,
         },
     )
     .await
@@ -69,9 +78,11 @@ async fn start_in(dir: &Path, task: &str, ai: AiConfigSpec) -> Gateway {
 
 async fn rig(ai: AiConfigSpec) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gateway = start_in(dir.path(), "task-1", ai).await;
+    let metrics = Arc::new(Metrics::default());
+    let gateway = start_counted(dir.path(), "task-1", ai, metrics.clone()).await;
     let socket = dir.path().join("model.sock");
     Rig {
+        metrics,
         cache: dir.path().join("model-cache"),
         http: unix_client(&socket),
         socket,
@@ -100,6 +111,26 @@ async fn post(http: &reqwest::Client, body: &Value) -> (u16, Value) {
 }
 
 impl Rig {
+    /// Gateway answers by status, tokens by kind, cache hits, as scraped.
+    fn counted(&self) -> (Vec<(String, f64)>, (f64, f64), f64) {
+        let text = self.metrics.render(Gauges::default());
+        let m = prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let statuses = m
+            .samples
+            .iter()
+            .filter(|s| s.name == "ai_review_runner_gateway_requests_total")
+            .map(|s| (s.labels["status"].clone(), s.value))
+            .collect();
+        let tokens = |kind| {
+            m.value("ai_review_runner_gateway_tokens_total", &[("kind", kind)])
+                .expect("tokens")
+        };
+        let hits = m
+            .value("ai_review_runner_gateway_cache_hits_total", &[])
+            .expect("cache hits");
+        (statuses, (tokens("prompt"), tokens("completion")), hits)
+    }
+
     async fn chat(&self, body: &Value) -> (u16, Value) {
         post(&self.http, body).await
     }
@@ -297,6 +328,7 @@ async fn the_task_deadline_bounds_every_call() {
                 max_delay: Duration::from_secs(1),
             },
             http: http_client().expect("http"),
+            metrics: Arc::default(),
         },
     )
     .await
@@ -400,6 +432,15 @@ async fn the_budget_refuses_before_calling_and_counts_actual_usage() {
     let u = r.usage().await;
     assert_eq!((u.calls, u.input_tokens, u.output_tokens), (1, 120, 60));
     assert_eq!(llm.requests().len(), 1);
+    assert_eq!(
+        r.counted(),
+        (
+            vec![("200".to_owned(), 1.0), ("402".to_owned(), 2.0)],
+            (120.0, 60.0),
+            0.0
+        ),
+        "refusals are counted by status, tokens as the provider billed them"
+    );
 }
 
 #[tokio::test]
@@ -428,6 +469,11 @@ async fn identical_calls_are_answered_from_the_cache_across_gateways() {
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].ends_with(".json") && files[0].len() == 64 + 5);
+    assert_eq!(
+        r.counted(),
+        (vec![("200".to_owned(), 2.0)], (30.0, 10.0), 1.0),
+        "the cached answer is a cache hit and bills no tokens"
+    );
 
     // A new gateway (a retried attempt, a restarted runner) over the same
     // cache directory does not pay again; another task does.
@@ -510,6 +556,7 @@ async fn a_stale_socket_file_is_replaced_and_a_bad_base_url_refused() {
             deadline: Instant::now() + Duration::from_secs(5),
             retry: RetryPolicy::default(),
             http: http_client().expect("http"),
+            metrics: Arc::default(),
         },
     )
     .await
