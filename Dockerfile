@@ -3,8 +3,9 @@
 #
 # Multi-stage for users with a registry:
 #   docker compose -f docker-compose.runner.yml build
-# Air-gapped hosts: build the binary on a bookworm host and use the second
-# stage alone with a local base (scripts/build-images.sh shows how).
+# Hosts without a registry: Dockerfile.prebuilt makes the same image from
+# a binary built on a bookworm host, on a locally made Debian base:
+#   scripts/build-images.sh --ai-review ai-review:latest
 ARG RUST_IMAGE=rust:1-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim
 

@@ -8,10 +8,23 @@
 #
 # Usage: scripts/build-images.sh [EXECUTOR_TAG]
 #   BASE_IMAGE=debian:bookworm-slim scripts/build-images.sh   # with a registry
+#
+# With --ai-review, builds the ai-review image instead (server, runner and
+# admin; Dockerfile.prebuilt on the same base) from BINARY, by default a
+# release build of the `ai-review` package made here:
+#   scripts/build-images.sh --ai-review [TAG] [BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TAG=${1:-${DOCKER_EXECUTOR_IMAGE:-ai-review-executor:latest}}
+WHAT=executor
+if [ "${1:-}" = "--ai-review" ]; then
+  WHAT=ai-review
+  shift
+  TAG=${1:-ai-review:latest}
+  BINARY=${2:-}
+else
+  TAG=${1:-${DOCKER_EXECUTOR_IMAGE:-ai-review-executor:latest}}
+fi
 LOCAL_BASE=ai-review-base:bookworm
 BASE_IMAGE=${BASE_IMAGE:-$LOCAL_BASE}
 
@@ -30,6 +43,24 @@ if [ "$BASE_IMAGE" = "$LOCAL_BASE" ] && ! docker image inspect "$LOCAL_BASE" >/d
   tar -C "$ROOTFS" -c . | docker import \
     -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     -c 'ENV LANG=C.UTF-8' - "$LOCAL_BASE" >/dev/null
+fi
+
+if [ "$WHAT" = ai-review ]; then
+  if [ -z "$BINARY" ]; then
+    echo "== building the ai-review binary (release)"
+    cargo build --release --quiet -p ai-review
+    BINARY=target/release/ai-review
+  fi
+  [ -x "$BINARY" ] || { echo "no ai-review binary at $BINARY" >&2; exit 1; }
+  CONTEXT=$(mktemp -d /tmp/ai-review-image.XXXXXX)
+  trap 'rm -rf "$CONTEXT"' EXIT
+  # Debug symbols are most of a debug build; the image does not need them.
+  objcopy --strip-debug "$BINARY" "$CONTEXT/ai-review" 2>/dev/null || cp "$BINARY" "$CONTEXT/ai-review"
+  cp Dockerfile.prebuilt "$CONTEXT/Dockerfile"
+  echo "== docker build $TAG (base $BASE_IMAGE)"
+  docker build --quiet --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$TAG" "$CONTEXT" >/dev/null
+  echo "built $TAG"
+  exit 0
 fi
 
 echo "== building the static executor binary"

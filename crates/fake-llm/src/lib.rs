@@ -314,9 +314,18 @@ impl FakeLlm {
     /// # Panics
     /// If no loopback port can be bound (a broken test machine).
     pub async fn start(api_key: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), api_key).await
+    }
+
+    /// Like [`FakeLlm::start`], listening on `addr` instead: e.g. a Docker
+    /// network's gateway address, for runners in containers on it.
+    ///
+    /// # Panics
+    /// If `addr` cannot be bound.
+    pub async fn start_on(addr: SocketAddr, api_key: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .expect("bind the fake model server on loopback");
+            .unwrap_or_else(|e| panic!("bind the fake model server on {addr}: {e}"));
         let addr = listener.local_addr().expect("local address");
         let (stop, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {

@@ -179,14 +179,31 @@ fn run(root: bool, program: &Path, args: &[&str]) -> Result<(), String> {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port(ip: std::net::IpAddr) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("find a free loopback port")
+        .unwrap_or_else(|e| panic!("find a free port on {ip}: {e}"))
 }
 
 fn start_cluster() -> String {
+    start_cluster_on(std::net::IpAddr::from([127, 0, 0, 1]), None)
+}
+
+/// Starts a throwaway cluster of its own (not the shared test server)
+/// listening on `listen` and on loopback, and returns its admin URL
+/// (`postgres://postgres@LISTEN:PORT/postgres`; the same port answers on
+/// `127.0.0.1`). Clients from `trusted_cidr` (e.g. a private Docker
+/// network's subnet) are let in without a password, like loopback ones:
+/// for tests whose servers run in containers on that network. The test
+/// itself should connect over loopback: some hosts NAT their own
+/// connections to a bridge address. Stopped and deleted when the test
+/// process exits, like the shared one.
+///
+/// # Panics
+///
+/// If the cluster cannot be started (see [`admin_url`]).
+pub fn start_cluster_on(listen: std::net::IpAddr, trusted_cidr: Option<&str>) -> String {
     let bin = pg_bin_dir();
     let root = is_root();
     let dir = std::env::temp_dir().join(format!("ai-review-pg-{}", uuid::Uuid::new_v4().simple()));
@@ -228,12 +245,26 @@ fn start_cluster() -> String {
     ) {
         panic!("{e}");
     }
+    if let Some(cidr) = trusted_cidr {
+        use std::io::Write;
+        let hba = dir.join("data").join("pg_hba.conf");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&hba)
+            .and_then(|mut f| writeln!(f, "host all all {cidr} trust"))
+            .unwrap_or_else(|e| panic!("trust {cidr} in {}: {e}", hba.display()));
+    }
     // The free port may be taken again before PostgreSQL binds it: retry.
     let mut last_error = String::new();
     for _ in 0..5 {
-        let port = free_port();
+        let port = free_port(listen);
+        let addresses = if listen.is_loopback() {
+            listen.to_string()
+        } else {
+            format!("127.0.0.1,{listen}")
+        };
         let opts = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {dir_s} -c fsync=off \
+            "-c listen_addresses={addresses} -p {port} -k {dir_s} -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
         );
         match run(
@@ -243,7 +274,7 @@ fn start_cluster() -> String {
                 "-D", &data, "-l", &log, "-w", "-t", "30", "-o", &opts, "start",
             ],
         ) {
-            Ok(()) => return format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            Ok(()) => return format!("postgres://postgres@{listen}:{port}/postgres"),
             Err(e) => {
                 let server_log = std::fs::read_to_string(&log).unwrap_or_default();
                 last_error = format!("{e}\nserver log:\n{server_log}");

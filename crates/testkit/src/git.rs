@@ -1,5 +1,6 @@
 //! A real git server for tests: bare repositories served by `git daemon`
-//! over `git://127.0.0.1:PORT/NAME.git`, with helpers to make commits.
+//! over `git://127.0.0.1:PORT/NAME.git` (or another address of this host),
+//! with helpers to make commits.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -7,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 /// A running `git daemon` over a temporary directory of bare repositories.
 pub struct GitServer {
     root: tempfile::TempDir,
+    ip: std::net::IpAddr,
     port: u16,
     daemon: Child,
 }
@@ -34,18 +36,20 @@ fn git(dir: &Path, args: &[&str]) -> String {
 impl GitServer {
     /// Starts `git daemon` on a free loopback port.
     pub fn start() -> Self {
+        Self::start_on(std::net::IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// Starts `git daemon` on a free port of `ip`: a Docker network's
+    /// gateway address, for runners in containers on that network.
+    pub fn start_on(ip: std::net::IpAddr) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let port = std::net::TcpListener::bind((ip, 0))
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
         let daemon = Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
+            .args(["daemon", "--reuseaddr", "--export-all"])
+            .arg(format!("--listen={ip}"))
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", root.path().display()))
             .arg(root.path())
@@ -54,12 +58,17 @@ impl GitServer {
             .spawn()
             .expect("start git daemon");
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if std::net::TcpStream::connect((ip, port)).is_ok() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Self { root, port, daemon }
+        Self {
+            root,
+            ip,
+            port,
+            daemon,
+        }
     }
 
     /// Creates a repository `name` with a work tree to commit from.
@@ -85,7 +94,7 @@ impl GitServer {
         );
         TestRepo {
             work,
-            url: format!("git://127.0.0.1:{}/{name}.git", self.port),
+            url: format!("git://{}:{}/{name}.git", self.ip, self.port),
         }
     }
 }
