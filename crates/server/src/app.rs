@@ -422,12 +422,50 @@ async fn plain_errors_to_envelope(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// The peer's address from a request's extensions (0.0.0.0 when unknown,
-/// e.g. in router-only tests).
+/// The TCP peer's address from a request's extensions (0.0.0.0 when
+/// unknown, e.g. in router-only tests). Behind a load balancer this is the
+/// balancer: per-client limits use [`client_ip`].
 pub fn peer_ip_of(extensions: &http::Extensions) -> std::net::IpAddr {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
+
+/// The client's address for rate limits and the login throttle. When the
+/// TCP peer is a trusted proxy (`AI_REVIEW_TRUSTED_PROXIES`), the
+/// `X-Forwarded-For` list is walked from the right, past addresses that are
+/// trusted proxies themselves, to the first one that is not (as nginx's
+/// `real_ip_recursive on`); a malformed entry ends the walk at the last
+/// good address (the peer, or the last trusted proxy), and so does the end
+/// of the list. From an untrusted peer the header is ignored, so a client
+/// cannot pick its own address.
+pub fn client_ip(
+    extensions: &http::Extensions,
+    headers: &http::HeaderMap,
+    trusted: &crate::config::TrustedProxies,
+) -> std::net::IpAddr {
+    let peer = peer_ip_of(extensions);
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    // Several header lines are one list, in order (RFC 9110 §5.3).
+    let lines: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+    for line in lines.into_iter().rev() {
+        let Ok(line) = line.to_str() else {
+            return client;
+        };
+        for entry in line.rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<std::net::IpAddr>() else {
+                return client;
+            };
+            client = ip;
+            if !trusted.contains(ip) {
+                return ip;
+            }
+        }
+    }
+    client
 }
 
 async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -454,7 +492,11 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
         .filter(|raw| ai_review_domain::ApiKeySecret::parse(raw).is_ok());
     let key = match credential {
         Some(raw) => ClientKey::credential(raw),
-        None => ClientKey::Ip(peer_ip_of(req.extensions())),
+        None => ClientKey::Ip(client_ip(
+            req.extensions(),
+            req.headers(),
+            &state.settings.trusted_proxies,
+        )),
     };
     match limiter.check(&key) {
         Ok(()) => next.run(req).await,
@@ -479,4 +521,147 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
 /// A JSON success answer in the envelope.
 pub fn ok<T: serde::Serialize>(data: T) -> Json<Envelope<T>> {
     Json(Envelope::ok(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_ip;
+    use crate::config::TrustedProxies;
+    use axum::extract::ConnectInfo;
+    use std::net::{IpAddr, SocketAddr};
+
+    /// The client address of a request from `peer` with these
+    /// `X-Forwarded-For` lines, trusting `trusted`.
+    fn client(trusted: &str, peer: &str, forwarded: &[&str]) -> IpAddr {
+        let trusted = TrustedProxies::parse(trusted).expect("trusted proxies");
+        let mut ext = http::Extensions::new();
+        ext.insert(ConnectInfo(SocketAddr::new(
+            peer.parse().expect("peer"),
+            40_000,
+        )));
+        let mut headers = http::HeaderMap::new();
+        for line in forwarded {
+            headers.append(
+                "x-forwarded-for",
+                http::HeaderValue::from_str(line).expect("header"),
+            );
+        }
+        client_ip(&ext, &headers, &trusted)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn an_untrusted_peer_cannot_forge_its_address() {
+        // Nothing trusted (the default): the header never counts.
+        assert_eq!(client("", "10.0.0.5", &["203.0.113.7"]), ip("10.0.0.5"));
+        // A peer outside the trusted networks: ignored as well.
+        assert_eq!(
+            client("10.0.0.0/8", "198.51.100.9", &["203.0.113.7"]),
+            ip("198.51.100.9")
+        );
+        // A trusted peer without the header is the client itself.
+        assert_eq!(client("10.0.0.0/8", "10.0.0.5", &[]), ip("10.0.0.5"));
+    }
+
+    #[test]
+    fn a_trusted_peer_names_the_rightmost_untrusted_address() {
+        // The client may prepend anything; only what the proxy appended counts.
+        assert_eq!(
+            client("10.0.0.0/8", "10.0.0.5", &["1.1.1.1, 203.0.113.7"]),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client("10.0.0.0/8", "10.0.0.5", &[" 203.0.113.7 "]),
+            ip("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn a_chain_of_trusted_proxies_is_walked_past() {
+        let trusted = "10.0.0.0/8,192.168.1.10";
+        assert_eq!(
+            client(
+                trusted,
+                "10.0.0.5",
+                &["1.1.1.1, 203.0.113.7, 192.168.1.10, 10.9.9.9"]
+            ),
+            ip("203.0.113.7")
+        );
+        // Split over several header lines, in order.
+        assert_eq!(
+            client(
+                trusted,
+                "10.0.0.5",
+                &["1.1.1.1, 203.0.113.7", "192.168.1.10", "10.9.9.9"]
+            ),
+            ip("203.0.113.7")
+        );
+        // Only proxies: the leftmost (last one walked) is the client.
+        assert_eq!(
+            client(trusted, "10.0.0.5", &["10.1.1.1, 192.168.1.10"]),
+            ip("10.1.1.1")
+        );
+    }
+
+    #[test]
+    fn a_malformed_entry_ends_the_walk_at_the_last_trusted_address() {
+        let trusted = "10.0.0.0/8";
+        for bad in ["unknown", "", "203.0.113.7:443", "[2001:db8::1]", "_hidden"] {
+            assert_eq!(
+                client(trusted, "10.0.0.5", &[bad]),
+                ip("10.0.0.5"),
+                "{bad:?} right at the peer"
+            );
+            assert_eq!(
+                client(
+                    trusted,
+                    "10.0.0.5",
+                    &[&format!("203.0.113.7, {bad}, 10.0.0.6")]
+                ),
+                ip("10.0.0.6"),
+                "{bad:?} behind a trusted hop"
+            );
+        }
+        // Entries left of the first untrusted one are never looked at.
+        assert_eq!(
+            client(trusted, "10.0.0.5", &["garbage, 203.0.113.7"]),
+            ip("203.0.113.7")
+        );
+        // A header that is not text is malformed too.
+        let trusted = TrustedProxies::parse("10.0.0.0/8").expect("trusted");
+        let mut ext = http::Extensions::new();
+        ext.insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 5], 1))));
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"203.0.113.\xff").expect("opaque"),
+        );
+        assert_eq!(client_ip(&ext, &headers, &trusted), ip("10.0.0.5"));
+    }
+
+    #[test]
+    fn ipv6_proxies_and_clients() {
+        let trusted = "fd00::/8,::1";
+        assert_eq!(
+            client(trusted, "::1", &["2001:db8::7, fd00::2"]),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            client(trusted, "fd12::1", &["203.0.113.7"]),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client(trusted, "2001:db8::9", &["203.0.113.7"]),
+            ip("2001:db8::9"),
+            "untrusted IPv6 peer"
+        );
+        // A dual-stack listener reports IPv4 peers as IPv4-mapped IPv6.
+        assert_eq!(
+            client("10.0.0.0/8", "::ffff:10.0.0.5", &["203.0.113.7"]),
+            ip("203.0.113.7")
+        );
+    }
 }

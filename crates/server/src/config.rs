@@ -4,7 +4,7 @@
 
 use crate::secrets::{SecretBox, SecretKey};
 use clap::Args;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -77,6 +77,17 @@ pub struct ServerConfig {
     /// rate).
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 200)]
     pub rate_limit_burst: u32,
+
+    /// Reverse proxies and load balancers whose `X-Forwarded-For` is
+    /// believed: a comma-separated list of IP addresses and CIDR networks,
+    /// e.g. `10.0.0.0/8,192.168.1.10,fd00::/8`. For a request from one of
+    /// them, the client address (for rate limits and the login throttle) is
+    /// the rightmost `X-Forwarded-For` entry that is not itself a trusted
+    /// proxy; from anyone else the header is ignored. Unset: the TCP peer
+    /// is the client, and behind a load balancer every client shares its
+    /// address.
+    #[arg(long, env = "AI_REVIEW_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
 
     /// The server's public base URL as forges and browsers reach it, e.g.
     /// `https://ai-review.example.com`: webhook URLs are checked against
@@ -265,10 +276,17 @@ impl ServerConfig {
                 }
             },
         };
+        let trusted_proxies =
+            TrustedProxies::parse(self.trusted_proxies.as_deref().unwrap_or_default())
+                .unwrap_or_else(|e| {
+                    problems.push(e);
+                    TrustedProxies::default()
+                });
         if !problems.is_empty() {
             return Err(problems.join("; "));
         }
         Ok(Settings {
+            trusted_proxies,
             smtp_extra_roots,
             metrics_listen,
             poll_recheck: Duration::from_millis(self.poll_recheck_ms),
@@ -368,6 +386,9 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     /// Per-client rate limit, if enabled.
     pub rate_limit: Option<RateLimit>,
+    /// Proxies whose `X-Forwarded-For` names the client (see
+    /// [`crate::app::client_ip`]).
+    pub trusted_proxies: TrustedProxies,
     /// Seals secrets (model API keys) at rest.
     pub secrets: SecretBox,
     /// Public base URL (webhook checks, links in posted summaries).
@@ -421,6 +442,7 @@ impl Default for Settings {
                 per_second: 100,
                 burst: 200,
             }),
+            trusted_proxies: TrustedProxies::default(),
             secrets: SecretBox::new(&SecretKey::generate(), &[]),
             public_url: None,
             notify_timeout: Duration::from_secs(10),
@@ -436,7 +458,163 @@ impl Default for Settings {
     }
 }
 
+/// The reverse proxies trusted to report the client's address in
+/// `X-Forwarded-For` (`AI_REVIEW_TRUSTED_PROXIES`): IP addresses and CIDR
+/// networks, IPv4 and IPv6. Empty by default: nobody is trusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    networks: Vec<(IpAddr, u8)>,
+}
+
+impl TrustedProxies {
+    /// Parses a comma-separated list of addresses (`192.168.1.10`, `::1`)
+    /// and networks (`10.0.0.0/8`, `fd00::/8`); blank entries are skipped.
+    /// The error names the variable and every entry that is neither.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut networks = Vec::new();
+        let mut bad = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match parse_network(entry) {
+                Some(n) => networks.push(n),
+                None => bad.push(format!("{entry:?}")),
+            }
+        }
+        if bad.is_empty() {
+            Ok(Self { networks })
+        } else {
+            Err(format!(
+                "AI_REVIEW_TRUSTED_PROXIES: {} not an IP address or CIDR network (e.g. 10.0.0.0/8, 192.168.1.10 or fd00::/8)",
+                if bad.len() == 1 {
+                    format!("{} is", bad[0])
+                } else {
+                    format!("{} are", bad.join(", "))
+                }
+            ))
+        }
+    }
+
+    /// Whether no proxy is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.networks.is_empty()
+    }
+
+    /// Whether `ip` is a trusted proxy. An IPv4-mapped IPv6 address
+    /// (`::ffff:10.0.0.1`, what a dual-stack listener reports for IPv4
+    /// peers) counts as its IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.networks.iter().any(|&(net, prefix)| match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        })
+    }
+}
+
+/// `addr` or `addr/prefix` as a network address and prefix length (host
+/// bits beyond the prefix are ignored, as `10.1.2.3/8` means `10.0.0.0/8`).
+fn parse_network(entry: &str) -> Option<(IpAddr, u8)> {
+    let (addr, prefix) = match entry.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (entry, None),
+    };
+    let addr: IpAddr = addr.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            p.parse::<u8>().ok().filter(|&p| p <= max)?
+        }
+        Some(_) => return None,
+    };
+    Some((addr, prefix))
+}
+
 /// Milliseconds of a duration as the `i64` timestamps use.
 pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrustedProxies;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn trusted_proxies_parse_addresses_and_networks() {
+        let t = TrustedProxies::parse(" 10.0.0.0/8, 192.168.1.10 ,fd00::/8,,::1 ,").expect("valid");
+        for yes in [
+            "10.0.0.0",
+            "10.255.255.255",
+            "192.168.1.10",
+            "fd00::1",
+            "fdff:ffff::9",
+            "::1",
+            // What a dual-stack listener reports for an IPv4 peer.
+            "::ffff:10.1.2.3",
+        ] {
+            assert!(t.contains(ip(yes)), "{yes} is trusted");
+        }
+        for no in [
+            "11.0.0.1",
+            "9.255.255.255",
+            "192.168.1.11",
+            "fe00::1",
+            "::2",
+            "203.0.113.7",
+            // An IPv4 network does not cover IPv6 addresses or the reverse.
+            "::a00:1",
+        ] {
+            assert!(!t.contains(ip(no)), "{no} is not trusted");
+        }
+        assert!(TrustedProxies::parse("").expect("empty").is_empty());
+        assert!(TrustedProxies::parse(" , ").expect("blank").is_empty());
+        assert!(!TrustedProxies::default().contains(ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn trusted_proxies_prefix_edges() {
+        let all = TrustedProxies::parse("0.0.0.0/0,::/0").expect("everything");
+        assert!(all.contains(ip("203.0.113.7")) && all.contains(ip("2001:db8::1")));
+        // Host bits beyond the prefix are ignored.
+        let t = TrustedProxies::parse("10.1.2.3/8,2001:db8::1/32").expect("host bits");
+        assert!(t.contains(ip("10.9.9.9")) && t.contains(ip("2001:db8:ffff::1")));
+        assert!(!t.contains(ip("2001:db9::1")));
+        let one = TrustedProxies::parse("10.0.0.1/32,2001:db8::1/128").expect("single");
+        assert!(one.contains(ip("10.0.0.1")) && !one.contains(ip("10.0.0.2")));
+        assert!(one.contains(ip("2001:db8::1")) && !one.contains(ip("2001:db8::2")));
+    }
+
+    #[test]
+    fn malformed_trusted_proxies_are_named_in_the_error() {
+        for bad in [
+            "10.0.0.0/33",
+            "fd00::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0.0/8/8",
+            "10.0.0",
+            "proxy.example.com",
+            "10.0.0.1:80",
+            "[::1]",
+            "*",
+        ] {
+            let e = TrustedProxies::parse(&format!("172.16.0.1, {bad}")).expect_err(bad);
+            assert!(e.starts_with("AI_REVIEW_TRUSTED_PROXIES"), "{e}");
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+            assert!(!e.contains("172.16.0.1"), "only the bad entry: {e}");
+        }
+        let e = TrustedProxies::parse("x,10.0.0.0/8,y").expect_err("two");
+        assert!(e.contains(r#""x", "y" are not"#), "{e}");
+    }
 }

@@ -20,6 +20,7 @@ on_both_backends!(
     settings_forms_create_and_delete_through_the_api,
     review_pages_show_findings_context_and_log,
     login_attempts_are_throttled_per_address_in_fixed_windows,
+    behind_a_trusted_proxy_the_login_throttle_counts_forwarded_clients,
 );
 
 /// Every GET page of the dashboard (ids filled in by the test).
@@ -1022,6 +1023,116 @@ fn cookie_settings_come_from_the_documented_variables() {
     assert!(e.contains("AI_REVIEW_COOKIE_SAMESITE"), "{e}");
     let e = parse(&["--session-idle-hours", "0"]).expect_err("zero");
     assert!(e.contains("AI_REVIEW_SESSION_IDLE_HOURS"), "{e}");
+}
+
+#[test]
+fn trusted_proxies_come_from_the_documented_variable() {
+    use ai_review_server::ServerConfig;
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerConfig,
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let data_dir = dir.path().display().to_string();
+    let parse = |args: &[&str]| {
+        let mut all = vec!["server", "--data-dir", data_dir.as_str()];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("parse").server.settings()
+    };
+    let s = parse(&[]).expect("defaults");
+    assert!(s.trusted_proxies.is_empty(), "nobody is trusted by default");
+    let s = parse(&["--trusted-proxies", "10.0.0.0/8, 192.168.1.10,fd00::/8"]).expect("valid");
+    for ip in ["10.2.3.4", "192.168.1.10", "fd00::1"] {
+        assert!(s.trusted_proxies.contains(ip.parse().expect("ip")), "{ip}");
+    }
+    let e = parse(&["--trusted-proxies", "10.0.0.0/8,10.0.0.0/40"]).expect_err("bad prefix");
+    assert!(e.contains("AI_REVIEW_TRUSTED_PROXIES"), "{e}");
+    assert!(e.contains(r#""10.0.0.0/40""#), "{e}");
+}
+
+/// A failed login (made-up form token, so 403 unless throttled) claiming
+/// to come from `forwarded` through `X-Forwarded-For`; the status.
+async fn login_attempt_forwarded_for(app: &TestApp, forwarded: &str) -> u16 {
+    app.submit_raw(
+        None,
+        "/login",
+        &[
+            ("_form", "x"),
+            ("email", "admin@example.com"),
+            ("password", "guess"),
+        ],
+        &[("x-forwarded-for", forwarded)],
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+/// A complete login with a wrong password (the form's cookie and token
+/// included, so 401 unless throttled) from `forwarded`; the status.
+async fn wrong_password_forwarded_for(app: &TestApp, forwarded: &str) -> u16 {
+    let page = app.page(None, "/login").await;
+    assert_eq!(page.status().as_u16(), 200, "GET /login");
+    let cookie = set_cookie(&page, "ai_review_form").expect("form cookie");
+    let html = page.text().await.expect("login page");
+    let token = form_value(&html, "_form").expect("form token");
+    app.submit_raw(
+        Some(&cookie),
+        "/login",
+        &[
+            ("_form", token.as_str()),
+            ("email", "admin@example.com"),
+            ("password", "guess"),
+        ],
+        &[("x-forwarded-for", forwarded)],
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+async fn behind_a_trusted_proxy_the_login_throttle_counts_forwarded_clients(backend: Backend) {
+    // The test client connects from 127.0.0.1: the "load balancer".
+    let app = TestApp::spawn_with(backend, |s| {
+        s.trusted_proxies =
+            ai_review_server::config::TrustedProxies::parse("127.0.0.0/8").expect("valid");
+    })
+    .await;
+    for n in 1..=20 {
+        assert_eq!(
+            login_attempt_forwarded_for(&app, "203.0.113.7").await,
+            403,
+            "attempt {n}"
+        );
+    }
+    assert_eq!(
+        login_attempt_forwarded_for(&app, "203.0.113.7").await,
+        429,
+        "the 21st attempt from the forwarded client is throttled"
+    );
+    // Prepending an address does not help: the proxy appended the real one.
+    assert_eq!(
+        login_attempt_forwarded_for(&app, "203.0.113.8, 203.0.113.7").await,
+        429
+    );
+    // Another client behind the same balancer is not throttled with it.
+    assert_eq!(wrong_password_forwarded_for(&app, "203.0.113.8").await, 401);
+    app.stop().await;
+
+    // Without AI_REVIEW_TRUSTED_PROXIES the header changes nothing: the
+    // peer is counted, and a forged address buys no fresh count.
+    let app = TestApp::spawn(backend).await;
+    for n in 1..=20 {
+        assert_eq!(
+            login_attempt_forwarded_for(&app, &format!("203.0.113.{n}")).await,
+            403,
+            "attempt {n}"
+        );
+    }
+    assert_eq!(login_attempt_forwarded_for(&app, "203.0.113.7").await, 429);
+    assert_eq!(wrong_password_forwarded_for(&app, "203.0.113.8").await, 429);
 }
 
 /// Reads an SSE response until `done` holds for the text so far, or

@@ -74,18 +74,23 @@ fn check_form_token(headers: &HeaderMap, submitted: &str) -> Result<(), PageErro
     }
 }
 
-/// The client's IP address, for the login throttle.
+/// The client's IP address, for the login throttle: the TCP peer, or the
+/// address a trusted proxy reports ([`crate::app::client_ip`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectInfoIp(pub std::net::IpAddr);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConnectInfoIp {
+impl axum::extract::FromRequestParts<AppState> for ConnectInfoIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _state: &S,
+        state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Self(crate::app::peer_ip_of(&parts.extensions)))
+        Ok(Self(crate::app::client_ip(
+            &parts.extensions,
+            &parts.headers,
+            &state.settings.trusted_proxies,
+        )))
     }
 }
 
