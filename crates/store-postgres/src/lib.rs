@@ -36,11 +36,11 @@ use ai_review_store::{
     NewReview, NewSession, NewUser, Notification, NotificationFilter, NotificationOutcome,
     NotificationStats, PhaseReport, Project, ProjectFilter, ProjectStats, ProjectUpsert, PushJob,
     PushState, PushSubscription, RateLimitKey, RateLimitWindow, ReapReport, Review, ReviewChange,
-    ReviewFilter, Runner, RunnerRegistration, Session, Store, StoreError, StoreResult,
-    SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef, TaskResult, TaskTiming, User, UserUpdate,
-    WebhookEvent, WebhookEventFilter, api_key_columns, authenticate_query, config_item_columns,
-    notification_columns, policy, project_columns, push_subscription_columns, review_columns,
-    runner_columns, task_columns, user_columns, webhook_event_columns,
+    ReviewDetail, ReviewFilter, Runner, RunnerRegistration, Session, Store, StoreError,
+    StoreResult, SubmitOutcome, Task, TaskAttempt, TaskEvent, TaskRef, TaskResult, TaskTiming,
+    User, UserUpdate, WebhookEvent, WebhookEventFilter, api_key_columns, authenticate_query,
+    config_item_columns, notification_columns, policy, project_columns, push_subscription_columns,
+    review_columns, runner_columns, task_columns, user_columns, webhook_event_columns,
 };
 use async_trait::async_trait;
 use sqlx::Transaction;
@@ -132,6 +132,11 @@ impl PgStore {
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(db_error)
+    }
+
+    /// A connection of the pool, for reads outside a transaction.
+    async fn read(&self) -> StoreResult<sqlx::pool::PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(db_error)
     }
 }
 
@@ -302,6 +307,103 @@ fn taken(id: &RunnerId) -> StoreError {
     StoreError::Conflict(format!(
         "runner id {id} is registered by another user; pick another RUNNER_NAME/x-runner-id"
     ))
+}
+
+// Single reads on a connection: the trait's one-row getters run them on a
+// pooled connection, [`read_review_detail`] several of them in one
+// snapshot transaction.
+
+async fn find_review(c: &mut PgConnection, id: &ReviewId) -> StoreResult<Option<Review>> {
+    let row: Option<ReviewRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        review_columns!(),
+        " FROM reviews WHERE id = $1"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_error)?;
+    row.map(Review::try_from).transpose()
+}
+
+async fn find_task(c: &mut PgConnection, id: &TaskId) -> StoreResult<Option<Task>> {
+    let row: Option<TaskRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks WHERE id = $1"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_error)?;
+    row.map(Task::try_from).transpose()
+}
+
+async fn find_task_events(c: &mut PgConnection, id: &TaskId) -> StoreResult<Vec<TaskEvent>> {
+    let rows: Vec<TaskEventRow> = sqlx::query_as(
+        "SELECT attempt, kind, detail, at FROM task_events WHERE task_id = $1 ORDER BY id",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_error)?;
+    convert_all(rows)
+}
+
+async fn find_task_attempts(c: &mut PgConnection, id: &TaskId) -> StoreResult<Vec<TaskAttempt>> {
+    let rows: Vec<TaskAttemptRow> = sqlx::query_as(
+        "SELECT attempt, runner_id, claimed_at, finished_at, outcome, reason \
+         FROM task_attempts WHERE task_id = $1 ORDER BY attempt",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_error)?;
+    convert_all(rows)
+}
+
+/// A review's push-back state; `None` if there is no such review.
+async fn find_push_state(
+    c: &mut PgConnection,
+    review: &ReviewId,
+) -> StoreResult<Option<PushState>> {
+    let row: Option<(Option<String>, i64, Option<String>)> =
+        sqlx::query_as("SELECT push_state, push_attempts, push_error FROM reviews WHERE id = $1")
+            .bind(review.as_str())
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db_error)?;
+    Ok(row.map(|(state, attempts, error)| PushState {
+        state,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        error,
+    }))
+}
+
+/// [`Store::review_detail`]'s reads, on `c` (inside the caller's
+/// `REPEATABLE READ` transaction, which makes them one snapshot).
+async fn read_review_detail(
+    c: &mut PgConnection,
+    id: &ReviewId,
+) -> StoreResult<Option<ReviewDetail>> {
+    let Some(review) = find_review(c, id).await? else {
+        return Ok(None);
+    };
+    let task = find_task(c, &review.task_id).await?.ok_or_else(|| {
+        StoreError::Corrupt(format!("review {id} has no task {}", review.task_id))
+    })?;
+    let attempts = find_task_attempts(c, &task.id).await?;
+    let events = find_task_events(c, &task.id).await?;
+    let push = find_push_state(c, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("review {id} vanished in a snapshot")))?;
+    Ok(Some(ReviewDetail {
+        review,
+        task,
+        attempts,
+        events,
+        push,
+    }))
 }
 
 /// Loads a task and locks its row until the transaction ends.
@@ -1087,16 +1189,22 @@ impl Store for PgStore {
     }
 
     async fn get_review(&self, id: &ReviewId) -> StoreResult<Option<Review>> {
-        let row: Option<ReviewRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            review_columns!(),
-            " FROM reviews WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
-        row.map(Review::try_from).transpose()
+        find_review(&mut *self.read().await?, id).await
+    }
+
+    async fn review_detail(&self, id: &ReviewId) -> StoreResult<Option<ReviewDetail>> {
+        let mut tx = self.begin().await?;
+        let outcome = async {
+            // Must be the transaction's first statement: the snapshot is
+            // taken by the first query after it and kept to the end.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            read_review_detail(&mut tx, id).await
+        }
+        .await;
+        finish(tx, outcome).await
     }
 
     async fn get_reviews(&self, ids: &[ReviewId]) -> StoreResult<Vec<Review>> {
@@ -1179,16 +1287,7 @@ impl Store for PgStore {
     }
 
     async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>> {
-        let row: Option<TaskRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            task_columns!(),
-            " FROM tasks WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
-        row.map(Task::try_from).transpose()
+        find_task(&mut *self.read().await?, id).await
     }
 
     async fn get_tasks(&self, ids: &[TaskId]) -> StoreResult<Vec<Task>> {
@@ -1538,26 +1637,11 @@ impl Store for PgStore {
     }
 
     async fn task_events(&self, id: &TaskId) -> StoreResult<Vec<TaskEvent>> {
-        let rows: Vec<TaskEventRow> = sqlx::query_as(
-            "SELECT attempt, kind, detail, at FROM task_events WHERE task_id = $1 ORDER BY id",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        convert_all(rows)
+        find_task_events(&mut *self.read().await?, id).await
     }
 
     async fn task_attempts(&self, id: &TaskId) -> StoreResult<Vec<TaskAttempt>> {
-        let rows: Vec<TaskAttemptRow> = sqlx::query_as(
-            "SELECT attempt, runner_id, claimed_at, finished_at, outcome, reason \
-             FROM task_attempts WHERE task_id = $1 ORDER BY attempt",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        convert_all(rows)
+        find_task_attempts(&mut *self.read().await?, id).await
     }
 
     async fn queue_counts(&self) -> StoreResult<Vec<(TaskState, u64)>> {
@@ -2035,22 +2119,12 @@ impl Store for PgStore {
     }
 
     async fn push_state(&self, review: &ReviewId) -> StoreResult<PushState> {
-        let row: Option<(Option<String>, i64, Option<String>)> = sqlx::query_as(
-            "SELECT push_state, push_attempts, push_error FROM reviews WHERE id = $1",
-        )
-        .bind(review.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
-        let (state, attempts, error) = row.ok_or_else(|| StoreError::NotFound {
-            entity: "review",
-            id: review.to_string(),
-        })?;
-        Ok(PushState {
-            state,
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            error,
-        })
+        find_push_state(&mut *self.read().await?, review)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                entity: "review",
+                id: review.to_string(),
+            })
     }
 
     async fn change_thread(&self, project: &ProjectId, number: u64) -> StoreResult<ChangeThread> {

@@ -31,12 +31,13 @@ use ai_review_store::{
     LogAppend, LogAppendOutcome, LogLine, NewApiKey, NewNotification, NewPushSubscription,
     NewReview, NewSession, NewUser, Notification, NotificationFilter, NotificationOutcome,
     NotificationStats, PhaseReport, Project, ProjectFilter, ProjectStats, ProjectUpsert, PushJob,
-    PushState, PushSubscription, RateLimitKey, RateLimitWindow, ReapReport, Review, ReviewFilter,
-    Runner, RunnerRegistration, Session, Store, StoreError, StoreResult, SubmitOutcome, Task,
-    TaskAnnouncements, TaskAttempt, TaskEvent, TaskRef, TaskResult, TaskTiming, User, UserUpdate,
-    WebhookEvent, WebhookEventFilter, api_key_columns, authenticate_query, config_item_columns,
-    notification_columns, policy, project_columns, push_subscription_columns, review_columns,
-    runner_columns, task_columns, user_columns, webhook_event_columns,
+    PushState, PushSubscription, RateLimitKey, RateLimitWindow, ReapReport, Review, ReviewDetail,
+    ReviewFilter, Runner, RunnerRegistration, Session, Store, StoreError, StoreResult,
+    SubmitOutcome, Task, TaskAnnouncements, TaskAttempt, TaskEvent, TaskRef, TaskResult,
+    TaskTiming, User, UserUpdate, WebhookEvent, WebhookEventFilter, api_key_columns,
+    authenticate_query, config_item_columns, notification_columns, policy, project_columns,
+    push_subscription_columns, review_columns, runner_columns, task_columns, user_columns,
+    webhook_event_columns,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -194,6 +195,113 @@ impl SqliteStore {
             lock: Arc::new(Mutex::new(lock)),
         })
     }
+}
+
+impl SqliteStore {
+    /// A connection of the read pool.
+    async fn read(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        self.reader.acquire().await.map_err(db_error)
+    }
+}
+
+// Single reads on a connection: the trait's one-row getters run them on a
+// connection of the read pool, [`read_review_detail`] several of them in
+// one read transaction.
+
+async fn find_review(c: &mut SqliteConnection, id: &ReviewId) -> StoreResult<Option<Review>> {
+    let row: Option<ReviewRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        review_columns!(),
+        " FROM reviews WHERE id = ?1"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_error)?;
+    row.map(Review::try_from).transpose()
+}
+
+async fn find_task(c: &mut SqliteConnection, id: &TaskId) -> StoreResult<Option<Task>> {
+    let row: Option<TaskRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks WHERE id = ?1"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_error)?;
+    row.map(Task::try_from).transpose()
+}
+
+async fn find_task_events(c: &mut SqliteConnection, id: &TaskId) -> StoreResult<Vec<TaskEvent>> {
+    let rows: Vec<TaskEventRow> = sqlx::query_as(
+        "SELECT attempt, kind, detail, at FROM task_events WHERE task_id = ?1 ORDER BY id",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_error)?;
+    convert_all(rows)
+}
+
+async fn find_task_attempts(
+    c: &mut SqliteConnection,
+    id: &TaskId,
+) -> StoreResult<Vec<TaskAttempt>> {
+    let rows: Vec<TaskAttemptRow> = sqlx::query_as(
+        "SELECT attempt, runner_id, claimed_at, finished_at, outcome, reason \
+         FROM task_attempts WHERE task_id = ?1 ORDER BY attempt",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_error)?;
+    convert_all(rows)
+}
+
+/// A review's push-back state; `None` if there is no such review.
+async fn find_push_state(
+    c: &mut SqliteConnection,
+    review: &ReviewId,
+) -> StoreResult<Option<PushState>> {
+    let row: Option<(Option<String>, i64, Option<String>)> =
+        sqlx::query_as("SELECT push_state, push_attempts, push_error FROM reviews WHERE id = ?1")
+            .bind(review.as_str())
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db_error)?;
+    Ok(row.map(|(state, attempts, error)| PushState {
+        state,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        error,
+    }))
+}
+
+/// [`Store::review_detail`]'s reads, on `c` (inside the caller's read
+/// transaction, which makes them one snapshot).
+async fn read_review_detail(
+    c: &mut SqliteConnection,
+    id: &ReviewId,
+) -> StoreResult<Option<ReviewDetail>> {
+    let Some(review) = find_review(c, id).await? else {
+        return Ok(None);
+    };
+    let task = find_task(c, &review.task_id).await?.ok_or_else(|| {
+        StoreError::Corrupt(format!("review {id} has no task {}", review.task_id))
+    })?;
+    let attempts = find_task_attempts(c, &task.id).await?;
+    let events = find_task_events(c, &task.id).await?;
+    let push = find_push_state(c, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("review {id} vanished in a snapshot")))?;
+    Ok(Some(ReviewDetail {
+        review,
+        task,
+        attempts,
+        events,
+        push,
+    }))
 }
 
 async fn load_task(c: &mut SqliteConnection, id: &TaskId) -> StoreResult<Task> {
@@ -978,16 +1086,17 @@ impl Store for SqliteStore {
     }
 
     async fn get_review(&self, id: &ReviewId) -> StoreResult<Option<Review>> {
-        let row: Option<ReviewRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            review_columns!(),
-            " FROM reviews WHERE id = ?1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(db_error)?;
-        row.map(Review::try_from).transpose()
+        find_review(&mut *self.read().await?, id).await
+    }
+
+    async fn review_detail(&self, id: &ReviewId) -> StoreResult<Option<ReviewDetail>> {
+        // A deferred transaction on one connection: in WAL mode the first
+        // SELECT fixes the snapshot every later one reads.
+        let mut tx = self.reader.begin().await.map_err(db_error)?;
+        let detail = read_review_detail(&mut tx, id).await;
+        // Read-only: ending it either way releases the snapshot.
+        tx.rollback().await.map_err(db_error)?;
+        detail
     }
 
     async fn get_reviews(&self, ids: &[ReviewId]) -> StoreResult<Vec<Review>> {
@@ -1068,16 +1177,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_task(&self, id: &TaskId) -> StoreResult<Option<Task>> {
-        let row: Option<TaskRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            task_columns!(),
-            " FROM tasks WHERE id = ?1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(db_error)?;
-        row.map(Task::try_from).transpose()
+        find_task(&mut *self.read().await?, id).await
     }
 
     async fn get_tasks(&self, ids: &[TaskId]) -> StoreResult<Vec<Task>> {
@@ -1404,26 +1504,11 @@ impl Store for SqliteStore {
     }
 
     async fn task_events(&self, id: &TaskId) -> StoreResult<Vec<TaskEvent>> {
-        let rows: Vec<TaskEventRow> = sqlx::query_as(
-            "SELECT attempt, kind, detail, at FROM task_events WHERE task_id = ?1 ORDER BY id",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db_error)?;
-        convert_all(rows)
+        find_task_events(&mut *self.read().await?, id).await
     }
 
     async fn task_attempts(&self, id: &TaskId) -> StoreResult<Vec<TaskAttempt>> {
-        let rows: Vec<TaskAttemptRow> = sqlx::query_as(
-            "SELECT attempt, runner_id, claimed_at, finished_at, outcome, reason \
-             FROM task_attempts WHERE task_id = ?1 ORDER BY attempt",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db_error)?;
-        convert_all(rows)
+        find_task_attempts(&mut *self.read().await?, id).await
     }
 
     async fn queue_counts(&self) -> StoreResult<Vec<(TaskState, u64)>> {
@@ -1899,22 +1984,12 @@ impl Store for SqliteStore {
     }
 
     async fn push_state(&self, review: &ReviewId) -> StoreResult<PushState> {
-        let row: Option<(Option<String>, i64, Option<String>)> = sqlx::query_as(
-            "SELECT push_state, push_attempts, push_error FROM reviews WHERE id = ?1",
-        )
-        .bind(review.as_str())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(db_error)?;
-        let (state, attempts, error) = row.ok_or_else(|| StoreError::NotFound {
-            entity: "review",
-            id: review.to_string(),
-        })?;
-        Ok(PushState {
-            state,
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            error,
-        })
+        find_push_state(&mut *self.read().await?, review)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                entity: "review",
+                id: review.to_string(),
+            })
     }
 
     async fn change_thread(&self, project: &ProjectId, number: u64) -> StoreResult<ChangeThread> {

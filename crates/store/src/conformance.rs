@@ -64,6 +64,8 @@ macro_rules! conformance_suite {
             concurrent_rate_limit_hits_each_count_once,
             expired_rate_limit_windows_are_pruned,
             task_announcements_reach_listeners_or_are_absent,
+            review_detail_matches_the_separate_reads,
+            review_detail_is_one_snapshot_under_concurrent_finishes,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -3932,4 +3934,222 @@ pub async fn task_announcements_reach_listeners_or_are_absent(store: DynStore) {
         .await
         .expect("the second listener hears it within 5 s");
     assert_eq!(got, Some(()));
+}
+
+// ----- snapshot reads --------------------------------------------------------
+
+async fn detail(store: &DynStore, id: &ReviewId) -> ReviewDetail {
+    store
+        .review_detail(id)
+        .await
+        .expect("review_detail")
+        .expect("review exists")
+}
+
+/// `review_detail` returns what the separate reads return, at every stage
+/// of a task's life, and `None` for an unknown review.
+pub async fn review_detail_matches_the_separate_reads(store: DynStore) {
+    let alice = user(&store, "alice@example.com").await;
+    let r = runner(&store, &alice, "r1", "").await;
+    let (review, t) = enqueue(&store, &alice, "", at(0)).await;
+    let (other, _) = enqueue(&store, &alice, "", at(0)).await;
+
+    let separate = |store: DynStore, id: ReviewId| async move {
+        let review = store.get_review(&id).await.expect("get").expect("review");
+        let task = store
+            .get_task(&review.task_id)
+            .await
+            .expect("get task")
+            .expect("task");
+        ReviewDetail {
+            attempts: store.task_attempts(&task.id).await.expect("attempts"),
+            events: store.task_events(&task.id).await.expect("events"),
+            push: store.push_state(&id).await.expect("push state"),
+            review,
+            task,
+        }
+    };
+
+    let queued = detail(&store, &review.id).await;
+    assert_eq!(queued, separate(store.clone(), review.id.clone()).await);
+    assert_eq!(queued.review, review);
+    assert_eq!(queued.task, t);
+    assert!(queued.attempts.is_empty());
+    assert_eq!(
+        queued
+            .events
+            .iter()
+            .map(|e| e.kind.as_str())
+            .collect::<Vec<_>>(),
+        ["enqueued"]
+    );
+    assert_eq!(queued.push.state, None);
+
+    let c = claim(&store, &r, 1, at(1)).await.remove(0);
+    assert_eq!(c.id, t.id);
+    let running = detail(&store, &review.id).await;
+    assert_eq!(running, separate(store.clone(), review.id.clone()).await);
+    assert_eq!(running.task.state, TaskState::PickedUp);
+    assert_eq!(running.attempts.len(), 1);
+    assert_eq!(running.review.status, ReviewStatus::Pending);
+
+    store
+        .submit_result(
+            &tref(&c, &r),
+            result(TaskOutcome::Succeeded, None, false, at(2)),
+        )
+        .await
+        .expect("submit");
+    let done = detail(&store, &review.id).await;
+    assert_eq!(done, separate(store.clone(), review.id.clone()).await);
+    assert_eq!(done.task.state, TaskState::Completed);
+    assert_eq!(done.review.status, ReviewStatus::Completed);
+    assert_eq!(done.attempts[0].outcome.as_deref(), Some("succeeded"));
+    assert_eq!(
+        done.events.last().map(|e| e.kind.as_str()),
+        Some("completed")
+    );
+
+    // Another review's detail is its own.
+    let theirs = detail(&store, &other.id).await;
+    assert_eq!(theirs, separate(store.clone(), other.id.clone()).await);
+    assert_eq!(theirs.review.id, other.id);
+    assert_eq!(theirs.task.review_id, other.id);
+
+    assert_eq!(
+        store
+            .review_detail(&ReviewId::generate())
+            .await
+            .expect("review_detail of an unknown review"),
+        None
+    );
+}
+
+/// Checks one detail read is a state the store was actually in: the task
+/// is the review's, the review's status mirrors the task's state, a
+/// finished task has its final event and closed attempt, and an
+/// unfinished one has neither.
+fn assert_consistent(d: &ReviewDetail) {
+    let ctx = || {
+        format!(
+            "review {} {:?}, task {:?}, attempts {:?}, events {:?}",
+            d.review.id,
+            d.review.status,
+            d.task.state,
+            d.attempts,
+            d.events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>()
+        )
+    };
+    assert_eq!(d.task.id, d.review.task_id, "{}", ctx());
+    assert_eq!(d.task.review_id, d.review.id, "{}", ctx());
+    assert_eq!(
+        d.review.status,
+        ReviewStatus::from_task_state(d.task.state),
+        "the review's status mirrors its task's state: {}",
+        ctx()
+    );
+    let terminal = d.task.state.is_terminal();
+    let final_events = d
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind.as_str(), "completed" | "failed" | "cancelled"))
+        .count();
+    assert_eq!(final_events, usize::from(terminal), "{}", ctx());
+    assert_eq!(
+        d.attempts.iter().all(|a| a.finished_at.is_some()),
+        terminal || d.attempts.is_empty(),
+        "an attempt is closed exactly when its task finishes: {}",
+        ctx()
+    );
+}
+
+/// Readers racing a writer that finishes tasks (each finish updates the
+/// task, its attempt, its events and its review in one transaction) never
+/// see half of a finish: every `review_detail` is consistent.
+pub async fn review_detail_is_one_snapshot_under_concurrent_finishes(store: DynStore) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    const CLAIMED: usize = 30;
+    const QUEUED: usize = 30;
+    const READERS: usize = 4;
+
+    let alice = user(&store, "alice@example.com").await;
+    let r = runner(&store, &alice, "r1", "").await;
+    let mut claimed_ids = Vec::new();
+    for _ in 0..CLAIMED {
+        claimed_ids.push(enqueue(&store, &alice, "", at(0)).await.0.id);
+    }
+    let claimed = claim(&store, &r, u32::try_from(CLAIMED).expect("count"), at(1)).await;
+    assert_eq!(claimed.len(), CLAIMED);
+    let mut queued = Vec::new();
+    for _ in 0..QUEUED {
+        queued.push(enqueue(&store, &alice, "", at(2)).await.1);
+    }
+    // The writer's steps, alternating finishes of claimed tasks (succeeded,
+    // failed) with cancellations of pending ones.
+    let mut steps = Vec::new();
+    for (i, (c, q)) in claimed.into_iter().zip(queued).enumerate() {
+        steps.push((c.review_id.clone(), Some((c, i % 2 == 0)), None));
+        steps.push((q.review_id.clone(), None, Some(q.id)));
+    }
+    let targets: Arc<Vec<ReviewId>> = Arc::new(steps.iter().map(|s| s.0.clone()).collect());
+    let current = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+
+    let readers: Vec<_> = (0..READERS)
+        .map(|n| {
+            let (store, targets) = (store.clone(), targets.clone());
+            let (current, done) = (current.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut reads = 0_u32;
+                while !done.load(Ordering::Acquire) {
+                    // Half the readers watch the review being finished
+                    // now, half the next one.
+                    let i = (current.load(Ordering::Acquire) + n % 2).min(targets.len() - 1);
+                    let d = store
+                        .review_detail(&targets[i])
+                        .await
+                        .expect("review_detail")
+                        .expect("review exists");
+                    assert_consistent(&d);
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+
+    for (i, (_, finish, cancel)) in steps.iter().enumerate() {
+        current.store(i, Ordering::Release);
+        // Let the readers start on this review before it finishes.
+        tokio::task::yield_now().await;
+        let now = at(10 + i64::try_from(i).expect("step"));
+        if let Some((c, ok)) = finish {
+            let outcome = if *ok {
+                result(TaskOutcome::Succeeded, None, false, now)
+            } else {
+                result(TaskOutcome::Failed, Some("boom"), false, now)
+            };
+            store
+                .submit_result(&tref(c, &r), outcome)
+                .await
+                .expect("submit");
+        }
+        if let Some(id) = cancel {
+            store.cancel_task(id, now).await.expect("cancel");
+        }
+    }
+    done.store(true, Ordering::Release);
+    let mut reads = 0;
+    for reader in readers {
+        reads += reader.await.expect("a reader saw an inconsistent detail");
+    }
+    assert!(reads > 0, "the readers read");
+
+    for id in targets.iter() {
+        let d = detail(&store, id).await;
+        assert_consistent(&d);
+        assert!(d.task.state.is_terminal(), "every task finished");
+    }
 }

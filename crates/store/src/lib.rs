@@ -32,6 +32,13 @@
 //! (SQLite: one writer connection and a single `UPDATE … RETURNING`;
 //! PostgreSQL: `FOR UPDATE SKIP LOCKED`).
 //!
+//! # Snapshot reads
+//!
+//! A method that returns several related rows reads them in one snapshot
+//! ([`Store::review_detail`]: a review with its task, attempts, events and
+//! push-back state), so a concurrent commit is seen either entirely or not
+//! at all. Separate single-row reads carry no such promise.
+//!
 //! # Notifications
 //!
 //! A notification is one event (a review completed, a daily summary…) to
@@ -283,6 +290,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// One review.
     async fn get_review(&self, id: &ReviewId) -> StoreResult<Option<Review>>;
+
+    /// A review with its task, the task's attempts and events, and its
+    /// push-back state, read in **one snapshot**: `None` if no review has
+    /// this id.
+    ///
+    /// The same data as [`Store::get_review`], [`Store::get_task`],
+    /// [`Store::task_attempts`], [`Store::task_events`] and
+    /// [`Store::push_state`] together, but those are separate reads, and a
+    /// commit landing between two of them (a task finishing, say, which
+    /// updates the task and its review in one transaction) would show a
+    /// view that never existed: the task `completed` while the review is
+    /// still `running`. Here every part comes from the same committed state,
+    /// so the review's status always mirrors the task's state.
+    ///
+    /// PostgreSQL: one `REPEATABLE READ, READ ONLY` transaction. SQLite: one
+    /// deferred read transaction on one connection (in WAL mode its snapshot
+    /// is fixed by the first read and holds until it ends).
+    ///
+    /// [`StoreError::Corrupt`] if the review exists but its task does not
+    /// (the schema's foreign keys forbid it).
+    async fn review_detail(&self, id: &ReviewId) -> StoreResult<Option<ReviewDetail>>;
 
     /// The reviews with these ids, in the order of `ids`: ids with no review
     /// are skipped, a repeated id yields its review once. No ids, no query.

@@ -667,6 +667,23 @@ pub struct PushState {
     pub error: Option<String>,
 }
 
+/// A review with its task, the task's attempts and history, and the
+/// review's push-back state, all read in one snapshot by
+/// [`crate::Store::review_detail`]: what `GET /api/reviews/:id` shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewDetail {
+    /// The review.
+    pub review: Review,
+    /// Its task.
+    pub task: Task,
+    /// Every attempt of the task, by attempt number.
+    pub attempts: Vec<TaskAttempt>,
+    /// The task's history, oldest first.
+    pub events: Vec<TaskEvent>,
+    /// The review's push-back state.
+    pub push: PushState,
+}
+
 /// A claimed push-back job.
 #[derive(Debug, Clone)]
 pub struct PushJob {

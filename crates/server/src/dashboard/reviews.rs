@@ -8,7 +8,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::reviews::{self as api, ListQuery};
-use ai_review_domain::{CommitSha, Permission, RepoUrl, TaskState};
+use ai_review_domain::{CommitSha, Permission, RepoUrl, ReviewId, TaskState};
 use ai_review_executor::ExecutorOutput;
 use ai_review_executor::checks::Finding;
 use ai_review_protocol::api::{CreateReviewRequest, ReviewView, TaskView};
@@ -429,9 +429,9 @@ pub async fn detail(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> PageResult {
-    let review = api::load(&state, &id).await?;
-    let retried_as = review.retried_as.clone();
-    let r = api::detail(&state, review).await?;
+    let d = api::load_detail(&state, &ReviewId::parse(&id).map_err(ApiError::from)?).await?;
+    let retried_as = d.review.retried_as.clone();
+    let r = api::detail_view(d);
     let now = state.clock.now();
     let lines = state.store.task_logs(&r.task.id, 0, 5000).await?;
     let last_seq = lines.last().map_or(0, |l| l.seq);
@@ -544,7 +544,7 @@ pub async fn live(
                 if ls.done {
                     return None;
                 }
-                let r = api::detail(&state, review).await.ok()?;
+                let r = api::detail(&state, &review.id).await.ok()?;
                 let mut events = Vec::new();
                 let html = status_panel(state.clock.now(), &r).into_string();
                 if html != ls.status_html {

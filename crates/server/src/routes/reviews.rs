@@ -16,7 +16,7 @@ use ai_review_domain::{
 use ai_review_protocol::api::{CreateReviewRequest, LogLineView, ReviewView};
 use ai_review_protocol::runner::{CloneCredentials, TaskSpec};
 use ai_review_protocol::{Envelope, Pagination};
-use ai_review_store::{NewReview, Review, ReviewChange, ReviewFilter, Task};
+use ai_review_store::{NewReview, Review, ReviewChange, ReviewDetail, ReviewFilter, Task};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -175,23 +175,41 @@ pub(crate) async fn load(state: &AppState, id: &str) -> ApiResult<Review> {
         .ok_or_else(|| ApiError::not_found(format!("review {id} not found")))
 }
 
-pub(crate) async fn detail(state: &AppState, review: Review) -> ApiResult<ReviewView> {
-    let task = state
+/// A review with its task, attempts, events and push-back state, read in
+/// one snapshot ([`ai_review_store::Store::review_detail`]), so the
+/// review's status always agrees with its task's state. 404 if there is no
+/// such review.
+pub(crate) async fn load_detail(state: &AppState, id: &ReviewId) -> ApiResult<ReviewDetail> {
+    state
         .store
-        .get_task(&review.task_id)
+        .review_detail(id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("task {} not found", review.task_id)))?;
-    let attempts = state.store.task_attempts(&task.id).await?;
-    let events = state.store.task_events(&task.id).await?;
+        .ok_or_else(|| ApiError::not_found(format!("review {id} not found")))
+}
+
+/// The API view of a review read by [`load_detail`].
+pub(crate) fn detail_view(detail: ReviewDetail) -> ReviewView {
+    let ReviewDetail {
+        review,
+        task,
+        attempts,
+        events,
+        push,
+    } = detail;
     let spec = task.spec.clone();
-    let push = state.store.push_state(&review.id).await?;
     let mut view = views::review(review, &spec, views::task(task, attempts, events));
     view.push = push.state.map(|s| ai_review_protocol::api::PushView {
         state: s,
         attempts: push.attempts,
         error: push.error,
     });
-    Ok(view)
+    view
+}
+
+/// The API view of review `id`, read in one snapshot: [`load_detail`] then
+/// [`detail_view`].
+pub(crate) async fn detail(state: &AppState, id: &ReviewId) -> ApiResult<ReviewView> {
+    Ok(detail_view(load_detail(state, id).await?))
 }
 
 /// `GET /api/reviews/:id`: the review with its task's state, phase,
@@ -201,8 +219,8 @@ pub async fn get_one(
     _caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Envelope<ReviewView>>> {
-    let review = load(&state, &id).await?;
-    Ok(ok(detail(&state, review).await?))
+    let id = ReviewId::parse(&id)?;
+    Ok(ok(detail(&state, &id).await?))
 }
 
 /// `POST /api/reviews/:id/cancel` (the review's creator with
@@ -225,8 +243,7 @@ pub async fn cancel(
         .cancel_task(&review.task_id, state.clock.now())
         .await?;
     tracing::info!(review.id = %review.id, "cancellation requested");
-    let review = load(&state, &id).await?;
-    Ok(ok(detail(&state, review).await?))
+    Ok(ok(detail(&state, &review.id).await?))
 }
 
 /// `POST /api/reviews/:id/retry` (the review's creator with
@@ -296,7 +313,7 @@ pub async fn retry(
         .await?;
     crate::queue::tasks_ready(&state).await;
     tracing::info!(review.id = %new_review.id, retry_of = %review.id, "review queued again");
-    let view = detail(&state, new_review).await?;
+    let view = detail(&state, &new_review.id).await?;
     Ok((StatusCode::ACCEPTED, ok(view)))
 }
 
@@ -474,8 +491,7 @@ pub async fn trigger_manual(
     };
     match run(&state, &config, &stored, &trigger, &opts).await {
         Outcome::Queued { review, .. } => {
-            let review = load(&state, review.as_str()).await?;
-            let view = detail(&state, review).await?;
+            let view = detail(&state, &review).await?;
             Ok((StatusCode::ACCEPTED, ok(view)))
         }
         Outcome::Refused(r) | Outcome::Ignored(r) => Err(ApiError::bad_request(r)),
