@@ -188,7 +188,8 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<SessionSecret> {
 }
 
 /// The live session for `secret` and its user, sliding its expiry forward
-/// (at most one write per minute per session).
+/// (at most one write per minute per session) but never past the maximum
+/// lifetime after login (`AI_REVIEW_SESSION_MAX_HOURS`).
 pub async fn live_session(
     state: &AppState,
     secret: &SessionSecret,
@@ -198,8 +199,17 @@ pub async fn live_session(
     let Some((session, user)) = state.store.session_user(&digest, now).await? else {
         return Ok(None);
     };
+    let end = session
+        .created_at
+        .plus_millis(crate::config::millis(state.settings.session.max_lifetime));
+    // The stored expiry can be later: sessions made under a longer limit.
+    if now >= end {
+        return Ok(None);
+    }
     if now.millis_since(session.last_seen_at) >= SESSION_TOUCH_INTERVAL_MS {
-        let expires_at = now.plus_millis(crate::config::millis(state.settings.session.idle));
+        let expires_at = now
+            .plus_millis(crate::config::millis(state.settings.session.idle))
+            .min(end);
         state.store.extend_session(&digest, now, expires_at).await?;
     }
     Ok(Some((session, user)))

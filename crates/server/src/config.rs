@@ -124,6 +124,11 @@ pub struct ServerConfig {
     #[arg(long, env = "AI_REVIEW_SESSION_IDLE_HOURS", default_value_t = 168)]
     pub session_idle_hours: u64,
 
+    /// A dashboard session ends this many hours after login however much
+    /// it is used; then the user logs in again.
+    #[arg(long, env = "AI_REVIEW_SESSION_MAX_HOURS", default_value_t = 720)]
+    pub session_max_hours: u64,
+
     /// How long one notification delivery may take before it counts as
     /// failed (and is retried).
     #[arg(long, env = "NOTIFY_TIMEOUT_MS", default_value_t = 10_000)]
@@ -221,6 +226,9 @@ impl ServerConfig {
         if self.session_idle_hours == 0 {
             problems.push("AI_REVIEW_SESSION_IDLE_HOURS must be at least 1".into());
         }
+        if self.session_max_hours == 0 {
+            problems.push("AI_REVIEW_SESSION_MAX_HOURS must be at least 1".into());
+        }
         let cookie_secure = match self.cookie_secure.trim().to_ascii_lowercase().as_str() {
             "auto" => None,
             "true" | "1" | "yes" => Some(true),
@@ -313,6 +321,7 @@ impl ServerConfig {
                 }),
                 same_site_strict: cookie_strict,
                 idle: Duration::from_secs(self.session_idle_hours.saturating_mul(3600)),
+                max_lifetime: Duration::from_secs(self.session_max_hours.saturating_mul(3600)),
             },
             public_url: match self
                 .public_url
@@ -414,6 +423,8 @@ pub struct SessionSettings {
     pub same_site_strict: bool,
     /// Idle time after which a session ends.
     pub idle: Duration,
+    /// Time after login at which a session ends, used or not.
+    pub max_lifetime: Duration,
 }
 
 /// A per-client token bucket.
@@ -453,6 +464,7 @@ impl Default for Settings {
                 secure: false,
                 same_site_strict: false,
                 idle: Duration::from_secs(168 * 3600),
+                max_lifetime: Duration::from_secs(720 * 3600),
             },
         }
     }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 on_both_backends!(
     every_page_redirects_to_login_when_logged_out,
     login_sets_a_safe_cookie_and_logout_ends_the_session,
+    sessions_slide_with_use_and_end_at_their_maximum_lifetime,
     every_form_refuses_a_cross_site_submission,
     a_viewer_without_permission_cannot_change_settings,
     a_created_key_is_shown_once_and_works,
@@ -136,6 +137,68 @@ async fn every_page_redirects_to_login_when_logged_out(backend: Backend) {
             .to_str()
             .expect("ct")
             .starts_with("text/css")
+    );
+}
+
+async fn sessions_slide_with_use_and_end_at_their_maximum_lifetime(backend: Backend) {
+    use std::time::Duration;
+    const HOUR: Duration = Duration::from_secs(3600);
+    let app = TestApp::spawn_with(backend, |s| {
+        s.session.idle = 2 * HOUR;
+        s.session.max_lifetime = 5 * HOUR;
+    })
+    .await;
+    // Unused for longer than the idle time: ended.
+    let idle = app.login("admin@example.com", "password123").await;
+    app.advance(2 * HOUR + Duration::from_secs(60));
+    assert_eq!(
+        app.page(Some(&idle.cookie), "/").await.status().as_u16(),
+        303,
+        "idle for longer than AI_REVIEW_SESSION_IDLE_HOURS"
+    );
+    // Used every 90 minutes it slides past the idle time…
+    let s = app.login("admin@example.com", "password123").await;
+    for step in 1..=3 {
+        app.advance(90 * 60 * Duration::from_secs(1));
+        assert_eq!(
+            app.page(Some(&s.cookie), "/").await.status().as_u16(),
+            200,
+            "still logged in after {} minutes of use",
+            step * 90
+        );
+    }
+    // …but not past the maximum lifetime (4.5 h used, 5 h cap): the
+    // expiry the last request slid forward is capped at 5 h after login.
+    app.advance(29 * 60 * Duration::from_secs(1));
+    assert_eq!(app.page(Some(&s.cookie), "/").await.status().as_u16(), 200);
+    app.advance(2 * 60 * Duration::from_secs(1));
+    assert_eq!(
+        app.page(Some(&s.cookie), "/").await.status().as_u16(),
+        303,
+        "5 h after login the session ends however much it is used"
+    );
+    // A session whose stored expiry outlives the cap (made under a longer
+    // one) ends at the cap too.
+    let long = app.login("admin@example.com", "password123").await;
+    let late = app.clock_now().plus_millis(100 * 3_600_000);
+    let token = long
+        .cookie
+        .strip_prefix("ai_review_session=")
+        .expect("session cookie");
+    let digest = ai_review_domain::SessionSecret::parse(token)
+        .expect("session token")
+        .digest();
+    app.server
+        .state
+        .store
+        .extend_session(&digest, app.clock_now(), late)
+        .await
+        .expect("extend");
+    app.advance(5 * HOUR);
+    assert_eq!(
+        app.page(Some(&long.cookie), "/").await.status().as_u16(),
+        303,
+        "the cap holds whatever expiry is stored"
     );
 }
 
@@ -1023,6 +1086,10 @@ fn cookie_settings_come_from_the_documented_variables() {
     assert!(e.contains("AI_REVIEW_COOKIE_SAMESITE"), "{e}");
     let e = parse(&["--session-idle-hours", "0"]).expect_err("zero");
     assert!(e.contains("AI_REVIEW_SESSION_IDLE_HOURS"), "{e}");
+    let e = parse(&["--session-max-hours", "0"]).expect_err("zero");
+    assert!(e.contains("AI_REVIEW_SESSION_MAX_HOURS"), "{e}");
+    let s = parse(&[]).expect("defaults");
+    assert_eq!(s.session.max_lifetime.as_secs(), 720 * 3600);
 }
 
 #[test]

@@ -255,14 +255,18 @@ pub async fn login(
 async fn start_session(state: &AppState, user: &User, next: &str) -> PageResult<Response> {
     let secret = SessionSecret::generate();
     let now = state.clock.now();
-    let idle = state.settings.session.idle;
+    let first_expiry = state
+        .settings
+        .session
+        .idle
+        .min(state.settings.session.max_lifetime);
     state
         .store
         .create_session(NewSession {
             digest: secret.digest(),
             user_id: user.id.clone(),
             now,
-            expires_at: now.plus_millis(millis(idle)),
+            expires_at: now.plus_millis(millis(first_expiry)),
         })
         .await?;
     // The browser keeps the cookie for its longest allowed lifetime; the
