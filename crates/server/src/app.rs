@@ -492,7 +492,7 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
         .filter(|raw| ai_review_domain::ApiKeySecret::parse(raw).is_ok());
     let key = match credential {
         Some(raw) => ClientKey::credential(raw),
-        None => ClientKey::Ip(client_ip(
+        None => ClientKey::ip(client_ip(
             req.extensions(),
             req.headers(),
             &state.settings.trusted_proxies,

@@ -27,11 +27,27 @@ use std::time::Duration;
 pub enum ClientKey {
     /// The credential's hash prefix (never the credential).
     Credential([u8; 16]),
-    /// The peer address.
+    /// The client address, as [`ClientKey::ip`] normalises it.
     Ip(IpAddr),
 }
 
 impl ClientKey {
+    /// Key for a client address. An IPv4 address written as IPv6
+    /// (`::ffff:192.0.2.1`, from a dual-stack listener) counts as the IPv4
+    /// address, and an IPv6 address counts as its /64 network: providers
+    /// give one subscriber a whole /64, so counting its addresses apart
+    /// would let one host rotate through 2^64 fresh budgets.
+    pub fn ip(addr: IpAddr) -> Self {
+        let addr = match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            },
+            v4 @ IpAddr::V4(_) => v4,
+        };
+        ClientKey::Ip(addr)
+    }
+
     /// Key for a presented credential.
     pub fn credential(raw: &str) -> Self {
         let d = Sha256::digest(raw.as_bytes());
@@ -149,5 +165,18 @@ mod tests {
         assert_ne!(ip.subject(), other.subject());
         assert!(cred.subject().starts_with(b"credential:"));
         assert_eq!(cred.subject().len(), "credential:".len() + 16);
+    }
+
+    #[test]
+    fn one_ipv6_network_is_one_client_and_mapped_ipv4_is_ipv4() {
+        let ip = |s: &str| ClientKey::ip(s.parse().expect("address"));
+        assert_eq!(
+            ip("2001:db8:1:2::1"),
+            ip("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(ip("2001:db8:1:2::1").subject(), b"ip:2001:db8:1:2::");
+        assert_ne!(ip("2001:db8:1:2::1"), ip("2001:db8:1:3::1"));
+        assert_eq!(ip("::ffff:192.0.2.1"), ip("192.0.2.1"));
+        assert_ne!(ip("192.0.2.1"), ip("192.0.2.2"));
     }
 }

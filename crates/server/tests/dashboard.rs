@@ -1186,6 +1186,23 @@ async fn behind_a_trusted_proxy_the_login_throttle_counts_forwarded_clients(back
     );
     // Another client behind the same balancer is not throttled with it.
     assert_eq!(wrong_password_forwarded_for(&app, "203.0.113.8").await, 401);
+    // An IPv6 client counts as its /64: rotating addresses inside it buys
+    // no fresh count, another /64 is another client.
+    for n in 1..=20 {
+        assert_eq!(
+            login_attempt_forwarded_for(&app, &format!("2001:db8:5:6::{n:x}")).await,
+            403,
+            "IPv6 attempt {n}"
+        );
+    }
+    assert_eq!(
+        login_attempt_forwarded_for(&app, "2001:db8:5:6:ffff::99").await,
+        429
+    );
+    assert_eq!(
+        wrong_password_forwarded_for(&app, "2001:db8:5:7::1").await,
+        401
+    );
     app.stop().await;
 
     // Without AI_REVIEW_TRUSTED_PROXIES the header changes nothing: the

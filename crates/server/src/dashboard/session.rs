@@ -102,7 +102,7 @@ async fn throttle(state: &AppState, ip: std::net::IpAddr) -> Result<(), PageErro
         .login_limiter
         .check(
             state.store.as_ref(),
-            &crate::rate_limit::ClientKey::Ip(ip),
+            &crate::rate_limit::ClientKey::ip(ip),
             state.clock.now(),
         )
         .await?;
