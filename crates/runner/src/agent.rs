@@ -115,7 +115,9 @@ pub struct Agent {
     cfg: RunnerConfig,
     client: RunnerClient,
     engine: Arc<dyn ContainerEngine>,
-    active: Mutex<HashMap<TaskId, Stop>>,
+    /// Running tasks: how to stop each, and its `task` span (so lines
+    /// logged about it from outside its future still name its request).
+    active: Mutex<HashMap<TaskId, (Stop, tracing::Span)>>,
     slots: Arc<Semaphore>,
     running: AtomicU32,
     tasks: TaskTracker,
@@ -615,8 +617,8 @@ impl Agent {
 
     fn stop_task(&self, id: &TaskId, reason: StopReason) {
         let stop = self.active.lock().ok().and_then(|a| a.get(id).cloned());
-        if let Some(s) = stop {
-            tracing::info!(task.id = %id, reason = ?reason, "stopping task");
+        if let Some((s, span)) = stop {
+            span.in_scope(|| tracing::info!(task.id = %id, reason = ?reason, "stopping task"));
             s.stop(reason);
         }
     }
@@ -644,9 +646,6 @@ impl Agent {
                     for t in tasks {
                         let Some(permit) = permits.pop() else { break };
                         let stop = Stop::default();
-                        if let Ok(mut a) = self.active.lock() {
-                            a.insert(t.task_id.clone(), stop.clone());
-                        }
                         self.running.fetch_add(1, Ordering::SeqCst);
                         let agent = self.clone();
                         // Every log line about the task, from any of its
@@ -657,6 +656,9 @@ impl Agent {
                             task.attempt = t.attempt.0,
                             request.id = t.spec.request_id.as_deref(),
                         );
+                        if let Ok(mut a) = self.active.lock() {
+                            a.insert(t.task_id.clone(), (stop.clone(), span.clone()));
+                        }
                         self.tasks.spawn(
                             async move {
                                 let id = t.task_id.clone();

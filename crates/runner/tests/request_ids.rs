@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "sk-fake-request-ids-0123456789";
 const REQUEST_ID: &str = "req-trace-0042";
+const CANCELLED_REQUEST_ID: &str = "req-trace-0043";
 
 /// Log output collected in memory.
 #[derive(Clone, Default)]
@@ -60,9 +61,14 @@ impl Buffer {
     }
 }
 
-/// Calls the gateway once and succeeds.
+/// The first container calls the gateway once and succeeds; later ones
+/// hang until stopped.
 fn executor() -> FakeEngine {
-    FakeEngine::new(|_| {
+    let started = std::sync::atomic::AtomicUsize::new(0);
+    FakeEngine::new(move |_| {
+        if started.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+            return Behaviour::Hang;
+        }
         Behaviour::Act(Act(Arc::new(|ws: PathBuf| {
             Box::pin(async move {
                 let http = reqwest::Client::builder()
@@ -153,6 +159,36 @@ async fn runner_log_lines_about_a_task_name_its_request() {
             r.task.state.is_terminal()
         })
         .await;
+
+    // A second review, cancelled while it runs: the runner's "stopping
+    // task" line comes from its heartbeat loop, outside the task's future,
+    // and still names the task's request.
+    let queued = app
+        .send(
+            app.request(reqwest::Method::POST, "/api/reviews")
+                .header("x-request-id", CANCELLED_REQUEST_ID)
+                .json(&json!({"repoUrl": repo.url, "baseSha": base, "headSha": head})),
+            &user.bearer(),
+        )
+        .await
+        .expect(202);
+    let cancelled_id = queued.data()["id"].as_str().expect("review id").to_owned();
+    app.wait_review(&cancelled_id, Duration::from_secs(20), |r| {
+        r.task.state == TaskState::Executing
+    })
+    .await;
+    app.post(
+        &format!("/api/reviews/{cancelled_id}/cancel"),
+        &user.bearer(),
+        &json!({}),
+    )
+    .await
+    .expect(200);
+    let cancelled = app
+        .wait_review(&cancelled_id, Duration::from_secs(20), |r| {
+            r.task.state.is_terminal()
+        })
+        .await;
     stop.cancel();
     run.await.expect("join").expect("clean exit");
     assert_eq!(done.task.state, TaskState::Completed, "{:?}", done.task);
@@ -189,5 +225,25 @@ async fn runner_log_lines_about_a_task_name_its_request() {
         assert_eq!(span["task.id"], task_id.as_str(), "{l}");
         assert_eq!(span["task.attempt"], 1, "{l}");
         assert_eq!(span["request.id"], REQUEST_ID, "{l}");
+    }
+
+    assert_eq!(
+        cancelled.task.state,
+        TaskState::Cancelled,
+        "{:?}",
+        cancelled.task
+    );
+    let cancelled_task = cancelled.task.id.to_string();
+    let stopping: Vec<&Value> = runner_lines
+        .iter()
+        .filter(|l| {
+            l["fields"]["message"] == "stopping task"
+                && l["fields"]["task.id"] == cancelled_task.as_str()
+        })
+        .collect();
+    assert!(!stopping.is_empty(), "a stopping line: {runner_lines:#?}");
+    for l in stopping {
+        assert_eq!(l["span"]["request.id"], CANCELLED_REQUEST_ID, "{l}");
+        assert_eq!(l["span"]["task.id"], cancelled_task.as_str(), "{l}");
     }
 }
