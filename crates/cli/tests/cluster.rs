@@ -487,6 +487,8 @@ async fn two_replicas_and_three_runners_lose_nothing_and_post_nothing_twice() {
             "RUNNER_DRAIN_TIMEOUT_MS=1000".into(),
             "LOG_FORMAT=json".into(),
             "RUST_LOG=info,ai_review_runner=debug".into(),
+            // Inside the container only; read with `docker exec` below.
+            "RUNNER_METRICS_ADDR=127.0.0.1:9101".into(),
         ];
         let mut args = vec![
             "run".to_owned(),
@@ -659,6 +661,15 @@ async fn two_replicas_and_three_runners_lose_nothing_and_post_nothing_twice() {
         refused,
         "{cut_runner}'s late result for task {task_id} was refused (409):\n{cut_log}"
     );
+    // Its own metrics count that work as lost with the lease, not done.
+    let m = runner_metrics(&cut_runner);
+    let outcome = |o: &str| {
+        m.value("ai_review_runner_tasks_total", &[("outcome", o)])
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(outcome("lease_lost"), 1.0, "{cut_runner}");
+    assert_eq!(m.value("ai_review_runner_slots", &[]), Some(1.0));
+    assert_eq!(m.value("ai_review_runner_slots_in_use", &[]), Some(0.0));
     all.extend(phase);
     let after = all_completed_once(b, &all).await;
     let cut_after = after
@@ -727,6 +738,25 @@ async fn two_replicas_and_three_runners_lose_nothing_and_post_nothing_twice() {
         task_log.contains(rid.as_str()),
         "request id {rid} in the task log: {task_log}"
     );
+}
+
+/// A runner's `/metrics`, read inside its container (the listener is on
+/// the container's loopback) with bash's `/dev/tcp`.
+fn runner_metrics(container: &str) -> ai_review_testkit::prom::Exposition {
+    let raw = docker_ok(&[
+        "exec",
+        container,
+        "bash",
+        "-c",
+        "exec 3<>/dev/tcp/127.0.0.1/9101 && \
+         printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 && cat <&3",
+    ]);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map_or(raw.as_str(), |(_, b)| b)
+        .to_owned();
+    ai_review_testkit::prom::parse(&body)
+        .unwrap_or_else(|e| panic!("{container} /metrics: {e}\n{raw}"))
 }
 
 /// Removes the test's image at the end.

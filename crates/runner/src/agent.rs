@@ -110,6 +110,18 @@ struct Slot {
     container: Option<String>,
 }
 
+/// How a result submission ended.
+enum Submitted {
+    /// The server recorded it.
+    Accepted,
+    /// Refused as stale (409/403): another attempt holds the task now.
+    NotOurs,
+    /// Refused for another reason (a 4xx other than those).
+    Refused,
+    /// Never delivered: the server stayed unreachable through the retries.
+    Undelivered,
+}
+
 /// The runner.
 pub struct Agent {
     cfg: RunnerConfig,
@@ -836,12 +848,19 @@ impl Agent {
                 None,
             ),
         };
-        self.metrics.task_finished(end);
         let _ = self
             .client
             .report_phase(&t.task_id, t.attempt, Phase::Submitting)
             .await;
-        self.submit(&t, outcome, reason, retryable, output).await;
+        // Counted once the server has answered: a result refused as stale
+        // (another attempt holds the task now) or never delivered is work
+        // lost with the lease, not a success.
+        let counted = match self.submit(&t, outcome, reason, retryable, output).await {
+            Submitted::Accepted => end,
+            Submitted::Refused => TaskEnd::Failed,
+            Submitted::NotOurs | Submitted::Undelivered => TaskEnd::LeaseLost,
+        };
+        self.metrics.task_finished(counted);
     }
 
     async fn submit(
@@ -851,7 +870,7 @@ impl Agent {
         reason: Option<String>,
         retryable: bool,
         output: Option<serde_json::Value>,
-    ) {
+    ) -> Submitted {
         for attempt in 1..=6u32 {
             match self
                 .client
@@ -867,11 +886,15 @@ impl Agent {
             {
                 Ok(r) => {
                     tracing::info!(task.id = %t.task_id, task.state = %r.state, "result submitted");
-                    return;
+                    return Submitted::Accepted;
                 }
                 Err(ClientError::Api { status, .. }) if status < 500 && status != 429 => {
                     tracing::warn!(task.id = %t.task_id, status, "result refused");
-                    return;
+                    return if matches!(status, 409 | 403) {
+                        Submitted::NotOurs
+                    } else {
+                        Submitted::Refused
+                    };
                 }
                 Err(e) => {
                     tracing::warn!(task.id = %t.task_id, error = %e, "result submission failed; retrying");
@@ -880,6 +903,7 @@ impl Agent {
             }
         }
         tracing::error!(task.id = %t.task_id, "could not submit the result; the lease will expire and the task re-queue");
+        Submitted::Undelivered
     }
 
     async fn phase(&self, t: &TaskAssignment, p: Phase, stop: &Stop) {
