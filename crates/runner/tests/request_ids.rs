@@ -173,8 +173,10 @@ async fn runner_log_lines_about_a_task_name_its_request() {
         .await
         .expect(202);
     let cancelled_id = queued.data()["id"].as_str().expect("review id").to_owned();
+    // At its last phase, so only a heartbeat can bring the cancellation
+    // (a phase report's answer would carry it too, without that line).
     app.wait_review(&cancelled_id, Duration::from_secs(20), |r| {
-        r.task.state == TaskState::Executing
+        r.task.phase == Some(ai_review_domain::Phase::Reviewing)
     })
     .await;
     app.post(
