@@ -290,7 +290,7 @@ async fn all_completed_once(via: &Replica, ids: &[String]) -> Vec<Value> {
 async fn two_replicas_and_three_runners_lose_nothing_and_post_nothing_twice() {
     ai_review_protocol::client::ensure_crypto_provider();
     let executor = executor_image();
-    let suffix = uuid_suffix();
+    let suffix = unique_suffix();
     let mut cluster = Cluster {
         network: format!("air-net-{suffix}"),
         suffix,
@@ -769,7 +769,7 @@ impl Drop for ImageGuard {
     }
 }
 
-fn uuid_suffix() -> String {
+fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

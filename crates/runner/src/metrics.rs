@@ -9,49 +9,15 @@
 //! ([`Gauges`]).
 //!
 //! Every family is listed in [`FAMILIES`] with its type, labels and help;
-//! the README's runner metrics table is that list.
+//! the README's runner metrics table is that list. The registry itself is
+//! `ai-review-metrics`, shared with the server.
 
+use ai_review_metrics::Registry;
+pub use ai_review_metrics::{Family, Kind};
 use axum::http::header;
 use axum::response::IntoResponse;
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-
-/// What kind of series a family holds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Kind {
-    /// Only goes up.
-    Counter,
-    /// A value read at scrape time.
-    Gauge,
-    /// Observations in cumulative buckets (the upper bounds, `+Inf` implied).
-    Histogram(&'static [f64]),
-}
-
-impl Kind {
-    /// The name `# TYPE` gives it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Counter => "counter",
-            Self::Gauge => "gauge",
-            Self::Histogram(_) => "histogram",
-        }
-    }
-}
-
-/// One documented metric family.
-#[derive(Debug, Clone, Copy)]
-pub struct Family {
-    /// Metric name.
-    pub name: &'static str,
-    /// Counter, gauge or histogram.
-    pub kind: Kind,
-    /// Label names every series of the family carries (`le` aside).
-    pub labels: &'static [&'static str],
-    /// The `# HELP` text.
-    pub help: &'static str,
-}
 
 /// Container start buckets: a warm start is a `create` and a `start`
 /// (tens of milliseconds); a cold one may wait on a busy daemon.
@@ -214,25 +180,10 @@ pub struct Gauges {
     pub pool_size: usize,
 }
 
-type Labels = Vec<(&'static str, String)>;
-
-#[derive(Debug, Clone)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-#[derive(Debug, Default)]
-struct Series {
-    counters: BTreeMap<(&'static str, Labels), u64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
-}
-
 /// One runner's metrics registry.
 #[derive(Debug)]
 pub struct Metrics {
-    series: Mutex<Series>,
+    registry: Registry,
 }
 
 impl Default for Metrics {
@@ -240,7 +191,7 @@ impl Default for Metrics {
     /// `increase()` see the first event.
     fn default() -> Self {
         let m = Self {
-            series: Mutex::default(),
+            registry: Registry::new(FAMILIES),
         };
         for end in TaskEnd::ALL {
             m.inc(TASKS, vec![("outcome", end.as_str().to_owned())], 0);
@@ -253,86 +204,9 @@ impl Default for Metrics {
     }
 }
 
-fn family(name: &str) -> Option<&'static Family> {
-    FAMILIES.iter().find(|f| f.name == name)
-}
-
-/// Escapes a label value (backslash, quote, newline).
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn label_text(labels: &[(&'static str, String)], extra: Option<(&str, String)>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    if let Some((k, v)) = extra {
-        parts.push(format!("{k}=\"{v}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-/// A float as Prometheus writes it.
-fn num(v: f64) -> String {
-    if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
-    } else {
-        format!("{v}")
-    }
-}
-
 impl Metrics {
-    fn lock(&self) -> MutexGuard<'_, Series> {
-        // A panic while holding the lock leaves plain numbers behind:
-        // still valid to read.
-        self.series
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn check(name: &str, kind: &str, labels: &Labels) {
-        debug_assert!(
-            family(name).is_some_and(|f| f.kind.as_str() == kind
-                && f.labels.len() == labels.len()
-                && f.labels.iter().zip(labels).all(|(a, (b, _))| a == b)),
-            "{name} is not a documented {kind} with labels {labels:?}"
-        );
-    }
-
-    fn inc(&self, name: &'static str, labels: Labels, by: u64) {
-        Self::check(name, "counter", &labels);
-        *self.lock().counters.entry((name, labels)).or_default() += by;
-    }
-
-    fn observe(&self, name: &'static str, labels: Labels, value: f64) {
-        Self::check(name, "histogram", &labels);
-        let Some(Family {
-            kind: Kind::Histogram(bounds),
-            ..
-        }) = family(name)
-        else {
-            return;
-        };
-        let mut s = self.lock();
-        let h = s.histograms.entry((name, labels)).or_insert(Histogram {
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        });
-        for (i, b) in bounds.iter().enumerate() {
-            if value <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += value;
-        h.count += 1;
+    fn inc(&self, name: &'static str, labels: ai_review_metrics::Labels, by: u64) {
+        self.registry.inc(name, labels, by);
     }
 
     /// Counts a task that ended on this runner.
@@ -352,7 +226,7 @@ impl Metrics {
 
     /// Records how long a container took from `create` to running.
     pub fn container_started(&self, source: StartSource, seconds: f64) {
-        self.observe(
+        self.registry.observe(
             CONTAINER_START,
             vec![("source", source.as_str().to_owned())],
             seconds,
@@ -379,59 +253,17 @@ impl Metrics {
         self.inc(GATEWAY_CACHE_HITS, Vec::new(), 1);
     }
 
-    /// The exposition text: every family with its `HELP` and `TYPE`, the
-    /// series kept here, and the scrape-time `gauges`.
+    /// The exposition text, with the scrape-time `gauges`.
     pub fn render(&self, gauges: Gauges) -> String {
-        let s = self.lock();
-        let mut out = String::new();
-        for f in FAMILIES {
-            let name = f.name;
-            let _ = writeln!(out, "# HELP {name} {}", f.help);
-            let _ = writeln!(out, "# TYPE {name} {}", f.kind.as_str());
-            match f.kind {
-                Kind::Counter => {
-                    for ((n, labels), v) in &s.counters {
-                        if *n == name {
-                            let _ = writeln!(out, "{name}{} {v}", label_text(labels, None));
-                        }
-                    }
-                }
-                Kind::Gauge => {
-                    let v = match name {
-                        SLOTS => f64::from(gauges.slots),
-                        SLOTS_IN_USE => f64::from(gauges.slots_in_use),
-                        POOL_SIZE => gauges.pool_size as f64,
-                        _ => continue,
-                    };
-                    let _ = writeln!(out, "{name} {}", num(v));
-                }
-                Kind::Histogram(bounds) => {
-                    for ((n, labels), h) in &s.histograms {
-                        if *n != name {
-                            continue;
-                        }
-                        for (b, c) in bounds.iter().zip(&h.counts) {
-                            let _ = writeln!(
-                                out,
-                                "{name}_bucket{} {c}",
-                                label_text(labels, Some(("le", num(*b))))
-                            );
-                        }
-                        let _ = writeln!(
-                            out,
-                            "{name}_bucket{} {}",
-                            label_text(labels, Some(("le", "+Inf".to_owned()))),
-                            h.count
-                        );
-                        let _ =
-                            writeln!(out, "{name}_sum{} {}", label_text(labels, None), num(h.sum));
-                        let _ =
-                            writeln!(out, "{name}_count{} {}", label_text(labels, None), h.count);
-                    }
-                }
-            }
-        }
-        out
+        let g: ai_review_metrics::Gauges = [
+            (SLOTS, f64::from(gauges.slots)),
+            (SLOTS_IN_USE, f64::from(gauges.slots_in_use)),
+            (POOL_SIZE, gauges.pool_size as f64),
+        ]
+        .into_iter()
+        .map(|(name, v)| (name, vec![(Vec::new(), v)]))
+        .collect();
+        self.registry.render(&g)
     }
 }
 
@@ -450,10 +282,7 @@ pub async fn serve(
             let render = render.clone();
             async move {
                 (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
+                    [(header::CONTENT_TYPE, ai_review_metrics::CONTENT_TYPE)],
                     render(),
                 )
                     .into_response()

@@ -57,7 +57,7 @@ pub struct AppState {
     /// across replicas: [`SharedLimit::LOGIN`].
     pub login_limiter: SharedLimit,
     /// This server's metrics.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<ai_review_metrics::Registry>,
 }
 
 impl AppState {
@@ -80,7 +80,7 @@ impl AppState {
             runner_owners: Arc::default(),
             forge_http: ai_review_forge::http_client(std::time::Duration::from_secs(30))
                 .unwrap_or_default(),
-            metrics: Arc::default(),
+            metrics: Arc::new(crate::metrics::registry()),
             login_limiter: SharedLimit::LOGIN,
         }
     }
@@ -342,10 +342,7 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
 pub async fn metrics_page(State(state): State<AppState>) -> Response {
     match crate::metrics::gauges(&state).await {
         Ok(g) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
+            [(header::CONTENT_TYPE, ai_review_metrics::CONTENT_TYPE)],
             state.metrics.render(&g),
         )
             .into_response(),
